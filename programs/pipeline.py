@@ -98,7 +98,7 @@ class GEMPipeline(dspy.Module):
     def _run(self, r: SegmentResult) -> None:
         text = r.segment.text
         if self.stages.filter:
-            r.labels = _call("filter", self.filter, text=text).labels
+            r.labels = _call("filter", self.filter, text=text).filter_labels
             if not r.labels.is_procedural:
                 raise _Stop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
         else:

@@ -31,7 +31,7 @@ class Filter(dspy.Module):
         out = self.predict(text=text)
         labels = FilterLabels(is_procedural=out.is_procedural, summary=out.summary, domain=out.domain,
                               platform=out.platform, task_category=out.task_category)
-        return dspy.Prediction(labels=labels)
+        return dspy.Prediction(filter_labels=labels)
 
 
 class Extract(dspy.Module):

@@ -80,7 +80,7 @@ def openai_record() -> dict:
                       messages=[Turn(**t).to_message() for t in TURNS]).to_openai()
 
 
-def handlers(**overrides) -> dict:
+def handlers(overrides: dict | None = None) -> dict:
     """Scripted answers for every stage: procedural iff the text mentions a claim."""
     base = {
         RelevanceFilter: lambda i: {
@@ -94,7 +94,7 @@ def handlers(**overrides) -> dict:
                                          "patterns_used": ["multi_constraint_turn", "pitfall"]},
         HallucinationJudge: lambda i: verdicts(),
     }
-    base.update(overrides)
+    base.update(overrides or {})
     return base
 
 

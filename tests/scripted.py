@@ -36,12 +36,12 @@ class ScriptedEngine:
         self._lock = threading.Lock()
 
     def _signature_for(self, system: str) -> type[dspy.Signature]:
-        def score(sig):
-            return sum(f"`{name}`" in system for name in sig.output_fields)
-        best = max(self.handlers, key=score)
-        if score(best) < len(best.output_fields):
-            raise AssertionError("no scripted handler for this request")
-        return best
+        listed = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+        names = set(re.findall(r"^\d+\. `(\w+)`", listed, re.M))
+        for sig in self.handlers:
+            if set(sig.output_fields) == names:
+                return sig
+        raise AssertionError(f"no scripted handler for outputs {sorted(names)}")
 
     def complete(self, request) -> Response:
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())

@@ -1,0 +1,134 @@
+"""The composed GEM program on a scripted engine: every way a segment can end."""
+
+import dspy
+import pytest
+
+from programs.pipeline import GEMPipeline, Stages, run_segment
+from signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
+from signatures.records import Segment
+from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers, turns_with, verdicts
+from tests.scripted import scripted_lm, server_error
+
+
+def run(text, overrides=None, stages=None):
+    lm, engine = scripted_lm(handlers(overrides))
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        result = run_segment(GEMPipeline(stages), Segment(id="s1", source="test", text=text))
+    return result, engine
+
+
+def test_accepted_path_keeps_every_intermediate_output():
+    result, engine = run(PROCEDURE)
+    assert result.outcome == "accepted" and result.stage == "judge"
+    record = result.record
+    assert record.id == "s1" and record.segment.text == PROCEDURE
+    assert record.labels.task_category == "healthcare"
+    assert [w.name for w in record.workflows] == ["file_reimbursement_claim"]
+    assert record.workflows[0].graph() == "(find_visit) -> (submit) -> (track)"
+    assert [t.name for t in record.trajectory.tools] == [s["name"] for s in TOOL_SPECS]
+    assert record.stats.messages == len(TURNS) and record.stats.tool_calls == 2
+    assert record.stats.distinct_tools_used == 2 and record.stats.user_turns == 2
+    assert record.patterns == ["multi_constraint_turn", "pitfall"]
+    assert result.draft_patterns == ["rule_awareness", "clarification", "multi_hop_reasoning"]
+    assert record.judge.passed and result.violations == []
+    assert dict(engine.calls) == {"RelevanceFilter": 1, "WorkflowExtraction": 1, "TrajectoryGeneration": 1,
+                                  "ComplexityRefinement": 1, "HallucinationJudge": 1}
+    # The canonical form: tool calls carry JSON-string arguments and null content.
+    msg = record.trajectory.to_openai()["messages"][2]
+    assert msg["content"] is None and msg["tool_calls"][0]["function"]["arguments"] == '{"patient_id": "P-100"}'
+
+
+def test_filtered_out_stops_after_one_call():
+    result, engine = run(STORY)
+    assert (result.outcome, result.stage) == ("filtered_out", "filter")
+    assert result.labels.summary == "A story." and result.record is None
+    assert sum(engine.calls.values()) == 1
+
+
+def test_unparseable_stage_output_is_a_parse_error_at_that_stage():
+    result, engine = run(PROCEDURE, {TrajectoryGeneration: lambda i: "Sure! Here is a conversation: ..."})
+    assert (result.outcome, result.stage) == ("parse_error", "generate")
+    assert result.workflows and result.draft is None
+    assert engine.calls["TrajectoryGeneration"] == 1  # no silent second call through another adapter
+
+
+def test_wrongly_typed_output_is_a_parse_error():
+    bad = {"workflows": "none", "tools": TOOL_SPECS}
+    result, _ = run(PROCEDURE, {WorkflowExtraction: lambda i: bad})
+    assert (result.outcome, result.stage) == ("parse_error", "extract")
+
+
+def test_refined_trajectory_with_rule_violations_is_rejected_with_codes():
+    broken = turns_with(t5={"role": "user", "content": "Yes."}, t8={"role": "user", "content": "Thanks"})
+    answer = {"refined_tools": TOOL_SPECS, "refined_trajectory": broken, "patterns_used": []}
+    result, engine = run(PROCEDURE, {ComplexityRefinement: lambda i: answer})
+    assert (result.outcome, result.stage) == ("rule_violations", "validate")
+    assert {v.code for v in result.violations} == {"O003", "O004"}
+    assert "O003" in result.reason and result.trajectory is not None
+    assert engine.calls["HallucinationJudge"] == 0  # the judge is not spent on broken data
+
+
+def test_draft_violations_reach_the_refiner_as_known_issues():
+    seen = {}
+
+    def refine(inputs):
+        seen["issues"] = inputs["known_issues"]
+        return {"refined_tools": TOOL_SPECS, "refined_trajectory": TURNS, "patterns_used": []}
+
+    draft = TURNS[:-1]  # ends with a tool result
+    result, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: {"trajectory": draft, "patterns_used": []},
+                                  ComplexityRefinement: refine})
+    assert result.outcome == "accepted"
+    assert "O004" in seen["issues"]
+
+
+def test_invalid_extracted_tools_stop_at_extraction():
+    specs = [dict(TOOL_SPECS[0]), dict(TOOL_SPECS[0])]
+    result, engine = run(PROCEDURE, {WorkflowExtraction: lambda i: {"workflows": [], "tools": specs}})
+    assert (result.outcome, result.stage) == ("rule_violations", "extract")
+    assert [v.code for v in result.violations] == ["T003"]
+    assert engine.calls["TrajectoryGeneration"] == 0
+
+
+def test_judge_failure_names_the_failed_rubrics():
+    result, _ = run(PROCEDURE, {HallucinationJudge: lambda i: verdicts(r1=False, r3=False)})
+    assert (result.outcome, result.stage) == ("judge_failed", "judge")
+    assert result.reason == "failed tool_call_hallucination, context_hallucination"
+    assert result.judge.tool_call_hallucination.offending_messages == [6]
+
+
+def test_lm_error_is_recorded_not_raised():
+    result, _ = run(PROCEDURE, {WorkflowExtraction: lambda i: server_error()})
+    assert (result.outcome, result.stage) == ("lm_error", "extract")
+    assert "scripted outage" in result.reason
+
+
+@pytest.mark.parametrize("spec, calls", [
+    ("filter,extract,generate,validate", {"RelevanceFilter", "WorkflowExtraction", "TrajectoryGeneration"}),
+    ("extract,generate,judge", {"WorkflowExtraction", "TrajectoryGeneration", "HallucinationJudge"}),
+])
+def test_stage_switches_for_ablations(spec, calls):
+    result, engine = run(PROCEDURE, stages=Stages.parse(spec))
+    assert result.outcome == "accepted"
+    assert set(engine.calls) == calls
+    assert result.record.patterns == ["rule_awareness", "clarification", "multi_hop_reasoning"]
+
+
+def test_strict_grounding_rejects_ungrounded_values():
+    invented = turns_with(t2={"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "name": "list_visits", "arguments": '{"patient_id": "P-555"}'}]})
+    answer = {"refined_tools": TOOL_SPECS, "refined_trajectory": invented, "patterns_used": []}
+    lenient, _ = run(PROCEDURE, {ComplexityRefinement: lambda i: answer})
+    assert lenient.outcome == "accepted" and [w.code for w in lenient.record.warnings] == ["G001"]
+    strict, _ = run(PROCEDURE, {ComplexityRefinement: lambda i: answer}, stages=Stages(strict_grounding=True))
+    assert (strict.outcome, strict.stage) == ("rule_violations", "validate")
+
+
+def test_unknown_stage_name_is_refused():
+    with pytest.raises(ValueError, match="unknown stage"):
+        Stages.parse("filter,rephrase")
+
+
+def test_predictors_are_named_by_stage():
+    names = [name for name, _ in GEMPipeline().named_predictors()]
+    assert names == ["filter.predict", "extract.predict", "generate.predict", "refine.predict", "judge.predict"]
