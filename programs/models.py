@@ -1,0 +1,236 @@
+"""Language models: the embedded offline default, or any DSPy/LiteLLM model string.
+
+Resolution order for each setting: command line, then environment (`GEM_SYNTH_LM`,
+`GEM_SYNTH_API_BASE`, `GEM_SYNTH_API_KEY`), then the `[lm]` table of a TOML config
+file, then the embedded model. A `[lm.<stage>]` table (or `--filter-lm`, `--judge-lm`)
+gives one stage its own model: a cheap filter, a strong generator, a separate judge.
+
+Known traps handled here rather than documented away:
+- `openai/NAME` with an `api_base` makes DSPy send `max_completion_tokens`, which
+  llama.cpp's server and older OpenAI-compatible servers ignore (a call then runs to
+  the context limit): such a model is routed as `hosted_vllm/NAME`, which sends `max_tokens`.
+- DSPy's cache key ignores `api_base`, so two servers under one model name would share
+  answers: `configure_cache` installs a cache whose key includes the endpoint (never the key).
+- LiteLLM fetches a price map from the internet on first use (a 5 s stall offline):
+  `LITELLM_LOCAL_MODEL_COST_MAP` is set before it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+from dspy.clients.cache import Cache  # noqa: E402
+
+from programs.local_engine import MODEL_NAME, LlamaCppEngine  # noqa: E402
+
+LOCAL = "local"
+STAGES = ("filter", "extract", "generate", "refine", "judge")
+_REASONING_PREFIXES = ("o1", "o3", "o4", "o5", "gpt-5")
+
+
+class ModelError(Exception):
+    """A model that cannot be used; its message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str = LOCAL
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never logged, never sent to MLflow
+    temperature: float | None = None
+    max_tokens: int | None = None
+    num_retries: int = 3
+    timeout: float | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.model in (LOCAL, MODEL_NAME)
+
+    def public(self) -> dict[str, Any]:
+        """What may be logged: everything but the key."""
+        return {k: v for k, v in asdict(self).items() if k != "api_key" and v is not None}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The default model and any per-stage overrides."""
+
+    default: ModelSpec
+    stages: dict[str, ModelSpec] = field(default_factory=dict)
+
+    def for_stage(self, stage: str) -> ModelSpec:
+        return self.stages.get(stage, self.default)
+
+    def public(self) -> dict[str, Any]:
+        out = {f"lm.{k}": v for k, v in self.default.public().items()}
+        for stage, spec in self.stages.items():
+            out.update({f"lm.{stage}.{k}": v for k, v in spec.public().items()})
+        return out
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"config file {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"config file {p} is not valid TOML: {exc}") from exc
+
+
+def plan_models(cli: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                env: dict[str, str] | None = None) -> ModelPlan:
+    """Merge command line, environment and config file into a ModelPlan.
+
+    `cli` keys: model, api_base, api_key, temperature, max_tokens, num_retries, timeout,
+    and `<stage>_lm` for per-stage model strings. None means "not given".
+    """
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    table = dict((config or {}).get("lm", {}))
+    per_stage = {s: table.pop(s) for s in STAGES if isinstance(table.get(s), dict)}
+    unknown = set(table) - set(ModelSpec.__dataclass_fields__)
+    if unknown:
+        raise ModelError(f"unknown [lm] setting(s) {sorted(unknown)} in config")
+    from_env = {"model": env.get("GEM_SYNTH_LM"), "api_base": env.get("GEM_SYNTH_API_BASE"),
+                "api_key": env.get("GEM_SYNTH_API_KEY")}
+    merged = {**table, **{k: v for k, v in from_env.items() if v}, **{k: v for k, v in cli.items()
+                                                                       if k in ModelSpec.__dataclass_fields__}}
+    default = ModelSpec(**merged)
+    stages: dict[str, ModelSpec] = {}
+    for stage in STAGES:
+        override = dict(per_stage.get(stage, {}))
+        if cli.get(f"{stage}_lm"):
+            override["model"] = cli[f"{stage}_lm"]
+        if override:
+            if "model" in override and "api_base" not in override and override["model"] != default.model:
+                override["api_base"] = None  # a different model does not inherit the default's server
+            stages[stage] = replace(default, **override)
+    return ModelPlan(default=default, stages=stages)
+
+
+def route(spec: ModelSpec) -> str:
+    """The model string DSPy gets: `openai/` at a custom endpoint goes the max_tokens way."""
+    model = spec.model
+    if spec.api_base and model.startswith("openai/"):
+        name = model.split("/", 1)[1]
+        if not name.startswith(_REASONING_PREFIXES):
+            return f"hosted_vllm/{name}"
+    return model
+
+
+_LOCAL_ENGINE: LlamaCppEngine | None = None
+
+
+def local_engine() -> LlamaCppEngine:
+    """One embedded model handle per process, shared by every stage that uses it."""
+    global _LOCAL_ENGINE
+    if _LOCAL_ENGINE is None:
+        _LOCAL_ENGINE = LlamaCppEngine()
+    return _LOCAL_ENGINE
+
+
+def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
+    kwargs: dict[str, Any] = {"cache": cache, "num_retries": spec.num_retries}
+    if spec.temperature is not None:
+        kwargs["temperature"] = spec.temperature
+    if spec.is_local:
+        try:
+            engine = local_engine()
+        except FileNotFoundError as exc:
+            raise ModelError(str(exc)) from exc
+        return dspy.LM(MODEL_NAME, engine=engine, max_tokens=spec.max_tokens or engine.max_tokens, **kwargs)
+    if spec.max_tokens is not None:
+        kwargs["max_tokens"] = spec.max_tokens
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+    api_key = spec.api_key or (os.environ.get("OPENAI_API_KEY") if spec.api_base else None)
+    if spec.api_base:
+        kwargs["api_key"] = api_key or "none"  # local servers take any key; LiteLLM insists on one
+    elif api_key:
+        kwargs["api_key"] = api_key
+    if spec.timeout is not None:
+        kwargs["timeout"] = spec.timeout
+    try:
+        return dspy.LM(route(spec), **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"model {spec.model!r}: {exc}") from exc
+
+
+def check_lm(spec: ModelSpec) -> None:
+    """Fail fast, before any corpus work: a missing key, a wrong model name, an unreachable
+    endpoint or a rejected key each become one ModelError line. Costs one tiny call."""
+    if spec.is_local:
+        build_lm(spec)
+        return
+    if not spec.api_base and not spec.api_key:
+        import litellm
+
+        missing = litellm.validate_environment(model=route(spec)).get("missing_keys") or []
+        if missing:
+            raise ModelError(f"{spec.model} needs {', '.join(missing)} in the environment")
+    lm = build_lm(replace(spec, num_retries=0, max_tokens=8), cache=False)
+    try:
+        lm("Reply with the word OK.")
+    except Exception as exc:  # any provider failure: say which, in one line
+        raise ModelError(describe_lm_failure(spec, exc)) from exc
+
+
+def describe_lm_failure(spec: ModelSpec, exc: Exception) -> str:
+    where = f" at {spec.api_base}" if spec.api_base else ""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if any(s in lowered for s in ("connection refused", "connecterror", "connection error", "failed to establish",
+                                  "name or service not known", "nodename nor servname", "cannot connect")):
+        return f"cannot reach {spec.model}{where}: connection failed"
+    if any(s in lowered for s in ("401", "api key", "authentication", "unauthorized", "incorrect api key")):
+        return f"{spec.model}{where} rejected the API key (authentication failed)"
+    if any(s in lowered for s in ("404", "not found", "does not exist", "unknown model", "llm provider not provided")):
+        return f"model {spec.model!r}{where} was not found: check the name and provider prefix"
+    return f"{spec.model}{where} failed: {text[:200]}"
+
+
+class EndpointAwareCache(Cache):
+    """DSPy's cache, with the endpoint (`api_base`/`base_url`) in the key; the key never is."""
+
+    def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
+        ignored = [k for k in (ignored_args_for_cache_key or []) if k not in ("api_base", "base_url")]
+        return super().cache_key(request, ignored)
+
+
+def configure_cache(disk_cache_dir: str | None = None, memory_max_entries: int = 256) -> None:
+    """DSPy's disk cache (resume and reruns cost no LM call) with a small memory LRU,
+    so memory stays flat over a long corpus."""
+    from dspy.clients import DISK_CACHE_DIR, DISK_CACHE_LIMIT
+
+    cache = EndpointAwareCache(True, True, disk_cache_dir or os.environ.get("DSPY_CACHEDIR") or DISK_CACHE_DIR,
+                               DISK_CACHE_LIMIT, memory_max_entries)
+    with dspy._cache_lock:
+        dspy.cache = cache
+
+
+def assign_models(program: dspy.Module, plan: ModelPlan, cache: bool = True) -> dspy.LM:
+    """Give each stage its LM; returns the default LM (for `dspy.configure`)."""
+    built: dict[ModelSpec, dspy.LM] = {}
+
+    def lm_for(spec: ModelSpec) -> dspy.LM:
+        if spec not in built:
+            built[spec] = build_lm(spec, cache=cache)
+        return built[spec]
+
+    default = lm_for(plan.default)
+    for stage, spec in plan.stages.items():
+        module = getattr(program, stage, None)
+        if module is not None:
+            for _, predictor in module.named_predictors():
+                predictor.lm = lm_for(spec)
+    return default
