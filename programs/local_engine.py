@@ -6,6 +6,10 @@ tracking, `batch` and the optimizers. When DSPy asks for structured output the J
 schema becomes a llama.cpp grammar, so every answer parses. It proves the flow offline;
 it is far too small to design tools or write good trajectories.
 
+A model this small loops until it runs out of tokens, so before a schema becomes a
+grammar the engine caps every array and string in it (`max_items`, `max_string`): the
+answer is short and always complete. Capable models never see these caps.
+
 One model handle, calls serialised by a lock: on a 2-core machine llama.cpp already
 uses both cores for one call, so parallel handles only contend (see benchmarks/).
 """
@@ -47,6 +51,37 @@ def default_model_path() -> Path:
     return path
 
 
+def capped(schema: Any, max_items: int, max_string: int, item_caps: dict[str, int] | None = None,
+           nested: bool = False) -> Any:
+    """A copy of a JSON schema with every array and free string bounded.
+
+    Arrays nested in arrays get at most 2 items, since sizes multiply; `item_caps` names
+    properties that need more (a conversation needs turns enough for a tool round trip).
+    """
+    item_caps = item_caps or {}
+    if isinstance(schema, list):
+        return [capped(s, max_items, max_string, item_caps, nested) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    inner = nested or out.get("type") == "array"
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {}
+            for name, sub in value.items():
+                sub = capped(sub, max_items, max_string, item_caps, inner)
+                if name in item_caps and isinstance(sub, dict) and sub.get("type") == "array":
+                    sub["maxItems"] = item_caps[name]
+                out[key][name] = sub
+        elif isinstance(value, (dict, list)):
+            out[key] = capped(value, max_items, max_string, item_caps, inner if key == "items" else nested)
+    if out.get("type") == "array" and "maxItems" not in out:
+        out["maxItems"] = 2 if nested else max_items
+    if out.get("type") == "string" and "enum" not in out and "const" not in out:
+        out["maxLength"] = min(out.get("maxLength", max_string), max_string)
+    return out
+
+
 class LlamaCppEngine:
     # Capability hints DSPy's adapters read from a custom engine.
     supports_response_schema = True
@@ -55,12 +90,16 @@ class LlamaCppEngine:
     supported_params = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
 
     def __init__(self, model_path: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
-                 seed: int = 0, max_tokens: int = 2048):
+                 seed: int = 0, max_tokens: int = 2048, max_items: int = 3, max_string: int = 120,
+                 item_caps: dict[str, int] | None = None):
         self.model_path = str(model_path or default_model_path())
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.seed = seed
         self.max_tokens = max_tokens
+        self.max_items = max_items
+        self.max_string = max_string
+        self.item_caps = dict(item_caps if item_caps is not None else {"trajectory": 9, "refined_trajectory": 9})
         self._lock = threading.Lock()
         self._llama = None
         self._grammars: dict[str, Any] = {}
@@ -69,7 +108,8 @@ class LlamaCppEngine:
 
     # -- persistence: DSPy saves custom engines through dump_state/load_state --
     def dump_state(self) -> dict:
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "seed": self.seed, "max_tokens": self.max_tokens}
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "seed": self.seed, "max_tokens": self.max_tokens,
+                "max_items": self.max_items, "max_string": self.max_string, "item_caps": self.item_caps}
 
     @classmethod
     def load_state(cls, state: dict) -> "LlamaCppEngine":
@@ -100,7 +140,8 @@ class LlamaCppEngine:
         from llama_cpp.llama_grammar import JSON_GBNF
 
         if response_format["type"] == "json_schema":
-            source = json.dumps(response_format["schema"], sort_keys=True)
+            schema = capped(response_format["schema"], self.max_items, self.max_string, self.item_caps)
+            source = json.dumps(schema, sort_keys=True)
             key = hashlib.sha256(source.encode()).hexdigest()
             if key not in self._grammars:
                 self._grammars[key] = LlamaGrammar.from_json_schema(source, verbose=False)

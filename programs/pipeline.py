@@ -25,7 +25,14 @@ from signatures.records import (
     TrajectoryRecord,
     TrajectoryStats,
 )
-from dspy.utils.exceptions import AdapterParseError, LMError
+from dspy.utils.exceptions import (
+    AdapterParseError,
+    LMError,
+    LMRateLimitError,
+    LMServerError,
+    LMTimeoutError,
+    LMTransportError,
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,13 @@ class Stages:
         return [name for name, enabled in on.items() if enabled]
 
 
+TRANSIENT = (LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError)
+
+
 class _Stop(Exception):
-    def __init__(self, outcome: Outcome, stage: Stage, reason: str):
+    def __init__(self, outcome: Outcome, stage: Stage, reason: str, retryable: bool = False):
         super().__init__(reason)
-        self.outcome, self.stage, self.reason = outcome, stage, reason
+        self.outcome, self.stage, self.reason, self.retryable = outcome, stage, reason, retryable
 
 
 def _call(stage: Stage, fn, **kwargs) -> dspy.Prediction:
@@ -66,7 +76,8 @@ def _call(stage: Stage, fn, **kwargs) -> dspy.Prediction:
     except (AdapterParseError, ValidationError) as exc:
         raise _Stop("parse_error", stage, _one_line(exc)) from exc
     except LMError as exc:
-        raise _Stop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}") from exc
+        raise _Stop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
+                    retryable=isinstance(exc, TRANSIENT)) from exc
 
 
 def _one_line(exc: Exception, limit: int = 300) -> str:
@@ -93,6 +104,7 @@ class GEMPipeline(dspy.Module):
             self._run(result)
         except _Stop as stop:
             result.outcome, result.stage, result.reason = stop.outcome, stop.stage, stop.reason
+            result.retryable = stop.retryable
         return dspy.Prediction(result=result)
 
     def _run(self, r: SegmentResult) -> None:

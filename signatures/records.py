@@ -64,8 +64,8 @@ Pattern = Literal[
     "pitfall",
 ]
 
-Stage = Literal["filter", "extract", "generate", "refine", "validate", "judge"]
-Outcome = Literal["accepted", "filtered_out", "parse_error", "rule_violations", "judge_failed", "lm_error"]
+Stage = Literal["filter", "extract", "generate", "refine", "validate", "judge", "run"]
+Outcome = Literal["accepted", "filtered_out", "parse_error", "rule_violations", "judge_failed", "lm_error", "error"]
 
 
 class Segment(BaseModel):
@@ -189,6 +189,7 @@ class SegmentResult(BaseModel):
     outcome: Outcome
     stage: Stage = Field(description="The last stage that ran: where it stopped, or `judge`/`validate` if accepted.")
     reason: str = ""
+    retryable: bool = Field(default=False, description="A transient LM failure: a rerun tries this segment again.")
     labels: FilterLabels | None = None
     workflows: list[Workflow] = Field(default_factory=list)
     draft: Trajectory | None = None

@@ -43,9 +43,8 @@ class ScriptedEngine:
                 return sig
         raise AssertionError(f"no scripted handler for outputs {sorted(names)}")
 
-    def complete(self, request) -> Response:
-        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
-        user = request.messages[-1].text or ""
+    def answer(self, system: str, user: str) -> str:
+        """The scripted reply text for one call (raises what a handler returns as an exception)."""
         signature = self._signature_for(system)
         inputs = {m.group(1): m.group(2).strip() for m in _SECTION.finditer(user)}
         with self._lock:
@@ -53,7 +52,12 @@ class ScriptedEngine:
         answer = self.handlers[signature](inputs)
         if isinstance(answer, Exception):
             raise answer
-        text = answer if isinstance(answer, str) else json.dumps(answer)
+        return answer if isinstance(answer, str) else json.dumps(answer)
+
+    def complete(self, request) -> Response:
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
+        user = request.messages[-1].text or ""
+        text = self.answer(system, user)
         usage = Usage(input_tokens=len((system + user).split()), output_tokens=len(text.split()))
         with self._lock:
             self.tokens_in += usage.input_tokens
@@ -71,6 +75,22 @@ class ScriptedEngine:
 def scripted_lm(handlers: dict[type[dspy.Signature], Handler], cache: bool = False) -> tuple[dspy.LM, ScriptedEngine]:
     engine = ScriptedEngine(handlers)
     return dspy.LM("scripted/test", engine=engine, cache=cache, num_retries=0), engine
+
+
+def http_responder(engine: ScriptedEngine):
+    """The same scripted answers behind tests.fake_openai.FakeOpenAIServer (an exception becomes a 500)."""
+    from tests.fake_openai import completion
+
+    def respond(body):
+        messages = body["messages"]
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        if "Your output fields are" not in system:  # gem-synth's pre-flight check of the model
+            return 200, completion("OK", body["model"])
+        try:
+            return 200, completion(engine.answer(system, messages[-1]["content"]), body["model"])
+        except ServerError as exc:
+            return 500, {"error": {"message": str(exc), "type": "server_error"}}
+    return respond
 
 
 def server_error(message: str = "scripted outage") -> ServerError:

@@ -1,0 +1,144 @@
+"""The `gem-synth` command: the one place that reaches every layer.
+
+Every expected failure (bad corpus, unusable model, conflicting output folder) ends in
+one `gem-synth: error: ...` line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models (default: the embedded SmolLM2-135M; see README)")
+    g.add_argument("--lm", dest="model", help="any DSPy/LiteLLM model, e.g. openai/gpt-4.1 or hosted_vllm/NAME "
+                                              "(env GEM_SYNTH_LM)")
+    g.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (env GEM_SYNTH_API_BASE)")
+    g.add_argument("--api-key", help="key for --api-base (env GEM_SYNTH_API_KEY; provider keys come from their "
+                                     "usual variables, e.g. OPENAI_API_KEY)")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int)
+    g.add_argument("--num-retries", type=int)
+    g.add_argument("--timeout", type=float, help="seconds per LM call")
+    for stage in ("filter", "extract", "generate", "refine", "judge"):
+        g.add_argument(f"--{stage}-lm", help=f"a different model for the {stage} stage")
+    g.add_argument("--config", help="TOML file with an [lm] table and optional [lm.<stage>] tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gem-synth", description="Synthesize tool-use trajectories from text (GEM).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check OpenAI-format tool-use records against GEM's rules")
+    v.add_argument("file", type=Path, help="a JSON object, a JSON list, or JSONL of {tools, messages} records")
+    v.add_argument("--no-grounding", action="store_true", help="skip the G001 grounding check")
+
+    r = sub.add_parser("run", help="turn a corpus into a dataset of trajectories")
+    r.add_argument("corpus", help="a .txt/.md/.html file, a folder of them, a .jsonl file, or a HF dataset "
+                                  "(saved folder or hub name)")
+    r.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
+    r.add_argument("--segment-words", type=int, default=500)
+    r.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    r.add_argument("--text-column", default="text", help="dataset column holding the text")
+    r.add_argument("--split", default="train")
+    r.add_argument("--stages", default="filter,extract,generate,refine,validate,judge",
+                   help="comma list; drop refine or judge for ablations, filter for curated corpora")
+    r.add_argument("--strict-grounding", action="store_true", help="reject trajectories with G001 warnings")
+    r.add_argument("--workers", type=int, default=4, help="segments processed concurrently")
+    r.add_argument("--limit", type=int, help="only the first N corpus items")
+    r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--format", choices=["arrow", "jsonl", "parquet"], default="arrow")
+    r.add_argument("--program", help="a compiled program state (JSON) saved by `gem-synth compile`")
+    r.add_argument("--cache-dir", help="DSPy disk cache (default $DSPY_CACHEDIR or ~/.dspy_cache)")
+    r.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
+    r.add_argument("--trace", action="store_true", help="record DSPy traces in MLflow (autolog)")
+    r.add_argument("--experiment", default="gem-synth", help="MLflow experiment name")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--push-to-hub", metavar="REPO", help="push the trajectories to the Hugging Face Hub")
+    _add_model_options(r)
+    return parser
+
+
+def _plan(args):
+    from programs.models import load_config, plan_models
+
+    cli = {k: getattr(args, k) for k in ("model", "api_base", "api_key", "temperature", "max_tokens",
+                                         "num_retries", "timeout")}
+    cli |= {f"{s}_lm": getattr(args, f"{s}_lm") for s in ("filter", "extract", "generate", "refine", "judge")}
+    return plan_models(cli, load_config(args.config))
+
+
+def cmd_validate(args) -> int:
+    from cli.validate import run_validate
+
+    return run_validate(args.file, grounding=not args.no_grounding, out=sys.stdout)
+
+
+def cmd_run(args) -> int:
+    from programs.corpus import CorpusOptions, read_corpus
+    from programs.models import check_lm
+    from programs.pipeline import Stages
+    from programs.runner import RunConfig, run
+
+    stages = Stages.parse(args.stages)
+    stages = Stages(filter=stages.filter, refine=stages.refine, judge=stages.judge,
+                    strict_grounding=args.strict_grounding)
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    options = CorpusOptions(segment_words=args.segment_words, text_field=args.text_field,
+                            text_column=args.text_column, split=args.split)
+    next(iter(read_corpus(args.corpus, options)), None)  # a bad corpus fails here, before any model work
+    plan = _plan(args)
+    for spec in {plan.default, *plan.stages.values()}:
+        check_lm(spec)
+    cfg = RunConfig(corpus=args.corpus, out=args.out, corpus_options=options, stages=stages, workers=args.workers,
+                    limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
+                    program_path=args.program, track=not args.no_track, trace=args.trace,
+                    experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress)
+    summary = run(cfg, plan)
+    print(summary.table())
+    print(f"trajectories: {args.out / 'trajectories'}   rejects: {args.out / 'rejects'}   "
+          f"summary: {args.out / 'summary.json'}")
+    if args.push_to_hub:
+        import datasets
+
+        datasets.load_from_disk(str(args.out / "trajectories")).push_to_hub(args.push_to_hub)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from programs.corpus import CorpusError
+    from programs.models import ModelError
+    from programs.runner import RunError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"validate": cmd_validate, "run": cmd_run}
+    try:
+        return handlers[args.command](args)
+    except (CorpusError, ModelError, RunError, ValueError) as exc:
+        print(f"gem-synth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gem-synth: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # validate's unreadable input, and anything unforeseen: one line, no traceback
+        from cli.validate import UnreadableInput
+
+        if isinstance(exc, UnreadableInput):
+            print(f"gem-synth: error: {exc}", file=sys.stderr)
+            return 2
+        if os.environ.get("GEM_SYNTH_DEBUG"):
+            raise
+        print(f"gem-synth: error: {type(exc).__name__}: {exc} (set GEM_SYNTH_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

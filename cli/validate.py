@@ -1,0 +1,72 @@
+"""`gem-synth validate FILE`: GEM's rule checks on any OpenAI-format tool-use data."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from programs.validator import RULES, validate
+
+
+class UnreadableInput(Exception):
+    pass
+
+
+def records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(label, record) pairs from a JSON object, a JSON list of objects, or JSONL."""
+    if not path.is_file():
+        raise UnreadableInput(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableInput(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    if not text.strip():
+        raise UnreadableInput(f"{path}: empty file")
+    stripped = text.lstrip()
+    if path.suffix.lower() != ".jsonl" and stripped[0] in "[{":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # perhaps JSONL after all
+        if data is not None:
+            items = data if isinstance(data, list) else [data]
+            for i, item in enumerate(items):
+                yield (f"record {i}" if isinstance(data, list) else "record"), item
+            return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UnreadableInput(f"{path}:{number}: not JSON ({exc.msg})") from exc
+
+
+def _normalise(record: Any) -> Any:
+    """Accept `tools` as a JSON string too, as TRL does and as gem-synth's tables store it."""
+    if isinstance(record, dict) and isinstance(record.get("tools"), str):
+        try:
+            return {**record, "tools": json.loads(record["tools"])}
+        except json.JSONDecodeError:
+            return record
+    return record
+
+
+def run_validate(path: Path, grounding: bool, out) -> int:
+    codes: Counter[str] = Counter()
+    failing = total = 0
+    for label, record in records(path):
+        total += 1
+        found = validate(_normalise(record), grounding=grounding)
+        if found:
+            failing += 1
+            for v in found:
+                print(f"{label}: {v.line()}", file=out)
+        codes.update(v.code for v in found)
+    print(f"{total} record(s), {failing} with violations", file=out)
+    for code, n in sorted(codes.items()):
+        print(f"  {code} {RULES[code].name:<28}{n}", file=out)
+    return 1 if failing else 0

@@ -1,0 +1,244 @@
+"""Reading a corpus lazily and cutting it into paragraph-aligned segments.
+
+A corpus is a text/Markdown/HTML file, a folder of them (recursively), a JSONL file, or
+a Hugging Face dataset (saved on disk, or by name). `read_corpus` yields `Segment`s and,
+for a file or line that cannot be read inside a larger corpus, `Unreadable` items that
+the run records as rejects: one bad file does not stop a run. Problems with the corpus
+as a whole (missing path, empty or binary file, unknown format) raise `CorpusError`
+with a one-line message. Nothing is held in memory beyond the current document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from signatures.records import Segment
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+_BLOCK_TAGS = ["p", "div", "section", "article", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre",
+               "blockquote", "table", "tr", "dd", "dt", "br", "hr", "main", "header", "footer"]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class CorpusError(Exception):
+    """The corpus as a whole cannot be read; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file or record inside the corpus that could not be read, and why."""
+
+    source: str
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return "unreadable-" + hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    segment_words: int = 500
+    text_field: str = "text"
+    text_column: str = "text"
+    split: str = "train"
+
+
+def segment_id(source: str, position: int, text: str) -> str:
+    """Stable across runs: the same text at the same place gets the same id."""
+    return hashlib.sha256(f"{source}\x00{position}\x00{text}".encode()).hexdigest()[:16]
+
+
+def content_key(text: str) -> str:
+    """Identity of a segment's text for exact-duplicate detection (whitespace-insensitive)."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
+
+
+def split_paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def segment_text(text: str, target_words: int) -> list[str]:
+    """Group paragraphs into segments of about `target_words` words, never splitting a
+    paragraph unless it alone exceeds twice the target (then it is cut at sentence ends)."""
+    pieces: list[str] = []
+    for para in split_paragraphs(text):
+        if len(para.split()) <= 2 * target_words:
+            pieces.append(para)
+            continue
+        chunk: list[str] = []
+        for sentence in _SENTENCE_END.split(para):
+            if chunk and len(" ".join(chunk + [sentence]).split()) > target_words:
+                pieces.append(" ".join(chunk))
+                chunk = []
+            chunk.append(sentence)
+        if chunk:
+            pieces.append(" ".join(chunk))
+    segments: list[str] = []
+    current: list[str] = []
+    words = 0
+    for piece in pieces:
+        n = len(piece.split())
+        if current and words + n > target_words:
+            segments.append("\n\n".join(current))
+            current, words = [], 0
+        current.append(piece)
+        words += n
+    if current:
+        segments.append("\n\n".join(current))
+    return segments
+
+
+def html_to_text(html: str) -> str:
+    """Visible text with block elements as paragraphs; scripts, styles and markup dropped."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe"]):
+        tag.decompose()
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    return soup.get_text()
+
+
+def _read_text_file(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise CorpusError(f"{path}: binary file, not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    if path.suffix.lower() in HTML_SUFFIXES:
+        text = html_to_text(text)
+    if not text.strip():
+        raise CorpusError(f"{path}: empty file")
+    return text
+
+
+def _documents_from_file(path: Path, opts: CorpusOptions) -> Iterator[tuple[str, str] | Unreadable]:
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        yield from _documents_from_jsonl(path, opts.text_field)
+    elif suffix in TEXT_SUFFIXES | HTML_SUFFIXES:
+        yield str(path), _read_text_file(path)
+    else:
+        known = sorted(TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES)
+        raise CorpusError(f"{path}: unknown format {suffix or '(no extension)'}; expected one of {' '.join(known)}")
+
+
+def _documents_from_jsonl(path: Path, field: str) -> Iterator[tuple[str, str] | Unreadable]:
+    if path.stat().st_size == 0:
+        raise CorpusError(f"{path}: empty file")
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path}:{number}"
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield Unreadable(where, "line is not UTF-8")
+                continue
+            except json.JSONDecodeError as exc:
+                yield Unreadable(where, f"line is not JSON ({exc.msg})")
+                continue
+            text = record.get(field) if isinstance(record, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                yield Unreadable(where, f"no text in field `{field}`")
+                continue
+            yield where, text
+
+
+def _documents_from_folder(folder: Path, opts: CorpusOptions) -> Iterator[tuple[str, str] | Unreadable]:
+    found = False
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        found = True
+        try:
+            yield from _documents_from_file(path, opts)
+        except CorpusError as exc:
+            yield Unreadable(str(path), str(exc).removeprefix(f"{path}: "))
+    if not found:
+        raise CorpusError(f"{folder}: folder has no files")
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _documents_from_dataset(ref: str, opts: CorpusOptions, on_disk: bool) -> Iterator[tuple[str, str] | Unreadable]:
+    import datasets
+
+    try:
+        if on_disk:
+            ds = datasets.load_from_disk(ref)
+            if isinstance(ds, datasets.DatasetDict):
+                if opts.split not in ds:
+                    raise CorpusError(f"{ref}: no split {opts.split!r}; it has {', '.join(ds)}")
+                ds = ds[opts.split]
+        else:
+            ds = datasets.load_dataset(ref, split=opts.split, streaming=True)
+    except CorpusError:
+        raise
+    except Exception as exc:  # datasets raises many kinds; the user needs one line
+        raise CorpusError(f"{ref}: cannot load dataset ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    columns = ds.column_names or []
+    if columns and opts.text_column not in columns:
+        raise CorpusError(f"{ref}: no column {opts.text_column!r}; columns are {', '.join(columns)}")
+    for index, row in enumerate(ds):
+        text = row.get(opts.text_column)
+        where = f"{ref}[{opts.split}][{index}]"
+        if isinstance(text, str) and text.strip():
+            yield where, text
+        else:
+            yield Unreadable(where, f"no text in column `{opts.text_column}`")
+
+
+def documents(ref: str, opts: CorpusOptions) -> Iterator[tuple[str, str] | Unreadable]:
+    """(source, text) per document, lazily, or Unreadable for an item inside a corpus."""
+    path = Path(ref)
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return _documents_from_dataset(ref, opts, on_disk=True)
+        return _documents_from_folder(path, opts)
+    if path.is_file():
+        return _documents_from_file(path, opts)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", ref) and not ref.startswith("."):
+        return _documents_from_dataset(ref, opts, on_disk=False)
+    raise CorpusError(f"{ref}: no such file or folder")
+
+
+def read_corpus(ref: str, opts: CorpusOptions = CorpusOptions()) -> Iterator[Segment | Unreadable]:
+    """Segments of every document in order, with positions counted per document."""
+    for doc in documents(ref, opts):
+        if isinstance(doc, Unreadable):
+            yield doc
+            continue
+        source, text = doc
+        for position, seg in enumerate(segment_text(text, opts.segment_words)):
+            yield Segment(id=segment_id(source, position, seg), source=source, position=position, text=seg)
+
+
+def sample(items: Iterable, k: int, seed: int = 0) -> list:
+    """A uniform sample of k items in one pass (reservoir sampling), in corpus order."""
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, object]] = []
+    for i, item in enumerate(items):
+        if i < k:
+            reservoir.append((i, item))
+        else:
+            j = rng.randint(0, i)
+            if j < k:
+                reservoir[j] = (i, item)
+    return [item for _, item in sorted(reservoir, key=lambda pair: pair[0])]

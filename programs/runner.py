@@ -1,0 +1,264 @@
+"""The main job: a corpus in, a dataset of trajectories out.
+
+Segments stream from the corpus into a bounded thread pool (`workers` segments in
+flight, so memory stays flat however large the corpus). Each finished segment is
+appended to the journal at once; the tables and the summary are built from the journal
+at the end. That makes a run resumable after Ctrl-C or kill -9: rerunning the same
+command skips every segment the journal holds, and stage calls of segments that were
+in flight come back from DSPy's disk cache. Our own pool replaces `dspy.Parallel`,
+whose straggler re-submission would pay for a long generation twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
+from programs.dataset_io import write_tables
+from programs.journal import Journal, read_entries
+from programs.models import ModelPlan, assign_models, configure_cache
+from programs.pipeline import GEMPipeline, Stages, run_segment
+from programs.summary import Summary, summarize
+from signatures.records import Segment, SegmentResult
+
+VERSION = "gem-synth 0.1.0"
+
+
+class RunError(Exception):
+    """The run cannot start; the message is one line for the user."""
+
+
+@dataclass
+class RunConfig:
+    corpus: str
+    out: Path
+    corpus_options: CorpusOptions = field(default_factory=CorpusOptions)
+    stages: Stages = field(default_factory=Stages)
+    workers: int = 4
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    format: str = "arrow"
+    program_path: str | None = None
+    track: bool = True
+    trace: bool = False
+    experiment: str = "gem-synth"
+    cache_dir: str | None = None
+    progress: bool = True
+
+
+def program_hash(program: dspy.Module, stages: Stages) -> str:
+    """Changes when an instruction, a demo or a stage switch changes."""
+    state = json.dumps({"state": program.dump_state(), "stages": stages.names()}, sort_keys=True, default=str)
+    return hashlib.sha256(state.encode()).hexdigest()[:12]
+
+
+def build_program(cfg: RunConfig) -> GEMPipeline:
+    program = GEMPipeline(cfg.stages)
+    if cfg.program_path:
+        path = Path(cfg.program_path)
+        if not path.is_file():
+            raise RunError(f"{path}: no compiled program state there")
+        try:
+            program.load(str(path))
+        except Exception as exc:
+            raise RunError(f"{path}: not a program state of this pipeline ({type(exc).__name__}: {exc})") from exc
+    return program
+
+
+def _usage(tracker) -> dict[str, int]:
+    calls = sum(len(entries) for entries in tracker.usage_data.values())
+    totals = tracker.get_total_tokens()
+    return {"prompt_tokens": sum(t.get("prompt_tokens") or 0 for t in totals.values()),
+            "completion_tokens": sum(t.get("completion_tokens") or 0 for t in totals.values()),
+            "lm_calls": calls}
+
+
+def _work(program: GEMPipeline, segment: Segment) -> tuple[SegmentResult, dict[str, int], float]:
+    started = time.perf_counter()
+    with dspy.track_usage() as tracker:
+        try:
+            result = run_segment(program, segment)
+        except Exception as exc:  # a failure outside any model's doing: recorded, the run goes on
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            result = SegmentResult(segment=segment, outcome="error", stage="run", reason=reason)
+    return result, _usage(tracker), time.perf_counter() - started
+
+
+def _finished_ids(journal: Path) -> set[str]:
+    """Segments a rerun must not send to the LM again: all but transient failures."""
+    latest: dict[str, bool] = {}
+    for entry in read_entries(journal):
+        latest[entry["id"]] = bool(entry.get("retryable"))
+    return {sid for sid, retry in latest.items() if not retry}
+
+
+def _items(cfg: RunConfig) -> Iterator[Segment | Unreadable]:
+    items: Iterator = read_corpus(cfg.corpus, cfg.corpus_options)
+    if cfg.sample:
+        items = iter(sample(items, cfg.sample, cfg.seed))
+    if cfg.limit:
+        items = islice(items, cfg.limit)
+    return items
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, plan: ModelPlan):
+        self.cfg = cfg
+        self.plan = plan
+        self.out = cfg.out
+        self.journal_path = self.out / "journal.jsonl"
+        self.manifest_path = self.out / "run.json"
+        self.counts: Counter[str] = Counter()
+        self.tokens = 0
+
+    def _manifest(self, phash: str) -> dict[str, Any]:
+        return {"version": VERSION, "corpus": str(self.cfg.corpus), "stages": self.cfg.stages.names(),
+                "strict_grounding": self.cfg.stages.strict_grounding, "models": self.plan.public(),
+                "program_hash": phash, "segment_words": self.cfg.corpus_options.segment_words,
+                "text_field": self.cfg.corpus_options.text_field,
+                "text_column": self.cfg.corpus_options.text_column, "split": self.cfg.corpus_options.split}
+
+    def _check_resume(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {}
+        previous = json.loads(self.manifest_path.read_text())
+        differing = sorted(k for k, v in manifest.items() if previous.get(k) != v)
+        if differing:
+            raise RunError(f"{self.out} holds a run with other settings ({', '.join(differing)}); "
+                           "use another --out to start a new run")
+        return previous
+
+    def run(self) -> Summary:
+        cfg = self.cfg
+        program = build_program(cfg)
+        phash = program_hash(program, cfg.stages)
+        manifest = self._manifest(phash)
+        previous = self._check_resume(manifest)
+        configure_cache(cfg.cache_dir)
+        default_lm = assign_models(program, self.plan)
+        dspy.configure(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, max_history_size=0)
+        self.out.mkdir(parents=True, exist_ok=True)
+        params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
+        meta = {"model": self.plan.default.model, "program_version": VERSION, "program_hash": phash}
+
+        started = time.perf_counter()
+        if cfg.track:
+            from programs.tracking import log_results, tracked_run
+
+            with tracked_run(cfg.experiment, self.out.name, params, previous.get("mlflow_run_id"), cfg.trace) as run:
+                manifest["mlflow_run_id"] = run.info.run_id
+                self.manifest_path.write_text(json.dumps(manifest, indent=2))
+                summary = self._loop(program, meta, started)
+                log_results(summary.metrics(), self._artifacts(program, summary))
+        else:
+            self.manifest_path.write_text(json.dumps(manifest, indent=2))
+            summary = self._loop(program, meta, started)
+            self._artifacts(program, summary)
+        return summary
+
+    def _loop(self, program: GEMPipeline, meta: dict[str, Any], started: float) -> Summary:
+        done = _finished_ids(self.journal_path)
+        journal = Journal.open(self.journal_path)
+        seen: dict[str, str] = {}
+        in_flight: dict[Future, Segment] = {}
+        processed = 0
+        bar = self._progress()
+        try:
+            with ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem") as pool:
+                for item in _items(self.cfg):
+                    entry = self._immediate(item, seen, meta)
+                    if item.id in done:
+                        continue
+                    if entry is not None:
+                        self._record(journal, entry, bar)
+                        processed += 1
+                        continue
+                    while len(in_flight) >= self.cfg.workers:
+                        processed += self._drain(in_flight, journal, meta, bar, FIRST_COMPLETED)
+                    in_flight[pool.submit(_work, program, item)] = item
+                while in_flight:
+                    processed += self._drain(in_flight, journal, meta, bar, FIRST_COMPLETED)
+        finally:
+            journal.close()
+            if bar is not None:
+                bar.close()
+        wall = time.perf_counter() - started
+        counts = write_tables(self.journal_path, self.out, self.cfg.format)
+        summary = summarize(self.journal_path, wall_seconds=wall, this_run_segments=processed)
+        if counts["trajectories"] + counts["rejects"] != summary.segments:
+            raise RuntimeError(f"accounting broke: {counts} rows for {summary.segments} segments")
+        return summary
+
+    def _immediate(self, item: Segment | Unreadable, seen: dict[str, str], meta: dict[str, Any]) -> dict | None:
+        """Entries needing no LM: unreadable inputs and exact duplicates of earlier segments."""
+        if isinstance(item, Unreadable):
+            return {"id": item.id, "outcome": "unreadable", "stage": "read", "reason": item.reason,
+                    "segment": {"source": item.source, "position": 0, "text": ""}, **meta}
+        key = content_key(item.text)
+        if key in seen and seen[key] != item.id:
+            return {"id": item.id, "outcome": "duplicate", "stage": "read",
+                    "reason": f"same text as segment {seen[key]}", "segment": item.model_dump(), **meta}
+        seen.setdefault(key, item.id)
+        return None
+
+    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any], bar,
+               mode) -> int:
+        finished, _ = wait(list(in_flight), return_when=mode)
+        for future in finished:
+            in_flight.pop(future)
+            result, usage, seconds = future.result()
+            entry = {"id": result.segment.id, "outcome": result.outcome, "stage": result.stage,
+                     "reason": result.reason, "retryable": result.retryable, "usage": usage,
+                     "seconds": round(seconds, 3), "result": result.model_dump(mode="json"), **meta}
+            self._record(journal, entry, bar)
+        return len(finished)
+
+    def _record(self, journal: Journal, entry: dict[str, Any], bar) -> None:
+        journal.append(entry)
+        self.counts[entry["outcome"]] += 1
+        usage = entry.get("usage") or {}
+        self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+                                + f" tokens={self.tokens}", refresh=False)
+
+    def _progress(self):
+        if not self.cfg.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.limit or self.cfg.sample, unit="seg", desc="gem-synth", dynamic_ncols=True)
+
+    def _artifacts(self, program: GEMPipeline, summary: Summary) -> list[Path]:
+        summary_json = self.out / "summary.json"
+        summary_json.write_text(json.dumps(summary.to_dict(), indent=2))
+        (self.out / "summary.txt").write_text(summary.table() + "\n")
+        program_state = self.out / "program.json"
+        program.save(str(program_state))
+        sample_path = self.out / "sample_trajectories.jsonl"
+        with sample_path.open("w") as fh:
+            shown = 0
+            for entry in read_entries(self.journal_path):
+                if entry["outcome"] == "accepted" and shown < 5:
+                    fh.write(json.dumps(entry["result"]["record"]) + "\n")
+                    shown += 1
+        return [summary_json, self.out / "summary.txt", program_state, sample_path]
+
+
+def run(cfg: RunConfig, plan: ModelPlan) -> Summary:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return Runner(cfg, plan).run()

@@ -1,0 +1,120 @@
+"""The run summary: what happened to every segment, and how complex the output is.
+
+Computed from the journal alone, so a resumed run reports the whole corpus, not just
+its last part. Complexity is shown next to the paper's means (GEM, after refinement:
+46.1 messages, 8.6 distinct tools, 16.3 tool calls).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from programs.dataset_io import final_entries
+
+PAPER = {"messages": 46.1, "distinct_tools_used": 8.6, "tool_calls": 16.3}
+PAPER_BEFORE_REFINEMENT = {"messages": 30.05, "distinct_tools_used": 5.01, "tool_calls": 7.83}
+RUBRICS = ("tool_call_hallucination", "capability_hallucination", "context_hallucination")
+
+
+@dataclass
+class Summary:
+    segments: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    stopped_at: dict[str, int] = field(default_factory=dict)
+    violation_codes: dict[str, int] = field(default_factory=dict)
+    judge_pass_rates: dict[str, float] = field(default_factory=dict)
+    judged: int = 0
+    complexity: dict[str, dict[str, float]] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    lm_calls: int = 0
+    wall_seconds: float = 0.0
+    this_run_segments: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.outcomes.get("accepted", 0)
+
+    @property
+    def yield_rate(self) -> float:
+        unique = self.segments - self.outcomes.get("duplicate", 0) - self.outcomes.get("unreadable", 0)
+        return self.accepted / unique if unique else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "accepted": self.accepted, "yield": round(self.yield_rate, 4),
+                "paper_reference": PAPER}
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for MLflow."""
+        out: dict[str, float] = {"segments": self.segments, "accepted": self.accepted, "yield": self.yield_rate,
+                                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                                 "lm_calls": self.lm_calls, "wall_seconds": self.wall_seconds}
+        out |= {f"outcome.{k}": v for k, v in self.outcomes.items()}
+        out |= {f"violations.{k}": v for k, v in self.violation_codes.items()}
+        out |= {f"judge.{k}.pass_rate": v for k, v in self.judge_pass_rates.items()}
+        for name, stats in self.complexity.items():
+            out |= {f"complexity.{name}.{k}": v for k, v in stats.items()}
+        return out
+
+    def table(self) -> str:
+        lines = [f"segments            {self.segments}  (this run: {self.this_run_segments})"]
+        for outcome, n in sorted(self.outcomes.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {outcome:<18}{n}")
+        lines.append(f"yield               {self.yield_rate:.1%} of unique readable segments")
+        if self.stopped_at:
+            lines.append("stopped at          " + ", ".join(f"{k} {v}" for k, v in sorted(self.stopped_at.items())))
+        if self.violation_codes:
+            lines.append("rule violations     " + ", ".join(f"{k} {v}" for k, v in sorted(self.violation_codes.items())))
+        if self.judged:
+            rates = ", ".join(f"R{i} {v:.0%}" for i, v in enumerate(self.judge_pass_rates.values(), start=1))
+            lines.append(f"judge pass rates    {rates}  (of {self.judged} judged)")
+        if self.complexity:
+            lines.append("complexity          mean / median   (paper after refinement)")
+            for name, stats in self.complexity.items():
+                ref = PAPER.get(name)
+                lines.append(f"  {name:<20}{stats['mean']:.1f} / {stats['median']:.1f}"
+                             + (f"   ({ref})" if ref else ""))
+        lines.append(f"tokens              {self.prompt_tokens} in / {self.completion_tokens} out, "
+                     f"{self.lm_calls} LM calls")
+        lines.append(f"wall time           {self.wall_seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def summarize(journal: Path, wall_seconds: float = 0.0, this_run_segments: int = 0) -> Summary:
+    s = Summary(wall_seconds=wall_seconds, this_run_segments=this_run_segments)
+    outcomes: Counter[str] = Counter()
+    stopped: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    passes: Counter[str] = Counter()
+    complexity: dict[str, list[int]] = {k: [] for k in ("messages", "distinct_tools_used", "tool_calls", "user_turns")}
+    for entry in final_entries(journal):
+        s.segments += 1
+        outcomes[entry["outcome"]] += 1
+        usage = entry.get("usage") or {}
+        s.prompt_tokens += usage.get("prompt_tokens", 0)
+        s.completion_tokens += usage.get("completion_tokens", 0)
+        s.lm_calls += usage.get("lm_calls", 0)
+        result = entry.get("result")
+        if not result:
+            continue
+        if entry["outcome"] != "accepted":
+            stopped[entry.get("stage", "")] += 1
+        codes.update(v["code"] for v in result.get("violations", []))
+        judge = result.get("judge")
+        if judge:
+            s.judged += 1
+            passes.update(r for r in RUBRICS if judge[r]["passed"])
+        record = result.get("record")
+        if record:
+            for key, values in complexity.items():
+                values.append(record["stats"][key])
+    s.outcomes, s.stopped_at, s.violation_codes = dict(outcomes), dict(stopped), dict(codes)
+    if s.judged:
+        s.judge_pass_rates = {r: passes[r] / s.judged for r in RUBRICS}
+    s.complexity = {k: {"mean": statistics.fmean(v), "median": float(statistics.median(v))}
+                    for k, v in complexity.items() if v}
+    return s
