@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("gem-synth: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # do not wait for LM calls still under way in worker threads
     except Exception as exc:  # validate's unreadable input, and anything unforeseen: one line, no traceback
         from cli.validate import UnreadableInput
 

@@ -176,22 +176,27 @@ class Runner:
         in_flight: dict[Future, Segment] = {}
         processed = 0
         bar = self._progress()
+        pool = ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem")
+        interrupted = False
         try:
-            with ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem") as pool:
-                for item in _items(self.cfg):
-                    entry = self._immediate(item, seen, meta)
-                    if item.id in done:
-                        continue
-                    if entry is not None:
-                        self._record(journal, entry, bar)
-                        processed += 1
-                        continue
-                    while len(in_flight) >= self.cfg.workers:
-                        processed += self._drain(in_flight, journal, meta, bar, FIRST_COMPLETED)
-                    in_flight[pool.submit(_work, program, item)] = item
-                while in_flight:
-                    processed += self._drain(in_flight, journal, meta, bar, FIRST_COMPLETED)
+            for item in _items(self.cfg):
+                entry = self._immediate(item, seen, meta)
+                if item.id in done:
+                    continue
+                if entry is not None:
+                    self._record(journal, entry, bar)
+                    processed += 1
+                    continue
+                while len(in_flight) >= self.cfg.workers:
+                    processed += self._drain(in_flight, journal, meta, bar)
+                in_flight[pool.submit(_work, program, item)] = item
+            while in_flight:
+                processed += self._drain(in_flight, journal, meta, bar)
+        except KeyboardInterrupt:
+            interrupted = True  # in-flight segments are dropped; their finished calls are in the cache
+            raise
         finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
             journal.close()
             if bar is not None:
                 bar.close()
@@ -214,9 +219,8 @@ class Runner:
         seen.setdefault(key, item.id)
         return None
 
-    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any], bar,
-               mode) -> int:
-        finished, _ = wait(list(in_flight), return_when=mode)
+    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any], bar) -> int:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
             in_flight.pop(future)
             result, usage, seconds = future.result()

@@ -130,7 +130,7 @@ def test_mlflow_run_records_params_metrics_artifacts_and_never_the_key(env):
 
     corpus = make_corpus(env / "corpus")
     with FakeOpenAIServer(http_responder(ScriptedEngine(outcome_handlers({"on": True})))) as server:
-        assert run_cli(server, corpus, env / "out", "--experiment", "gem-test") == 0
+        assert run_cli(server, corpus, env / "out", "--experiment", "gem-test", "--trace") == 0
     runs = mlflow.search_runs(experiment_names=["gem-test"], output_format="list")
     assert len(runs) == 1
     run = runs[0]
@@ -140,6 +140,8 @@ def test_mlflow_run_records_params_metrics_artifacts_and_never_the_key(env):
     assert run.data.metrics["violations.O003"] == 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"summary.json", "summary.txt", "program.json", "sample_trajectories.jsonl"} <= artifacts
+    traces = mlflow.search_traces(experiment_ids=[run.info.experiment_id], return_type="list")
+    assert len(traces) >= 5  # --trace: one trace per segment that reached the program
     stored = b"".join(p.read_bytes() for p in env.rglob("*") if p.is_file() and "dspy-cache" not in str(p))
     assert b"sk-secret-test-key" not in stored
 
@@ -182,7 +184,8 @@ with FakeOpenAIServer(slow) as server:
 """
 
 
-def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(env, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(env, sig):
     corpus = env / "corpus"
     corpus.mkdir()
     for i in range(12):
@@ -194,13 +197,17 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(
         cmd = [sys.executable, "-m", "cli", "run", str(corpus), "--out", str(env / "out"), "--lm",
                "hosted_vllm/scripted", "--api-base", url, "--no-progress", "--no-track", "--workers", "2",
                "--cache-dir", os.environ["DSPY_CACHEDIR"]]
-        child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                 stderr=subprocess.PIPE, text=True)
         journal = env / "out" / "journal.jsonl"
         deadline = time.time() + 120
         while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 4):
             time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        child.send_signal(sig)
+        _, err = child.communicate(timeout=30)
+        if sig == signal.SIGINT:  # Ctrl-C: a clean stop at once, with a word on how to go on
+            assert child.returncode == 130
+            assert err.strip().splitlines()[-1] == "gem-synth: interrupted; run the same command again to resume"
         finished_before = journal.read_text().count("\n")
         assert 4 <= finished_before < 12, "the kill must land half way"
         assert subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
