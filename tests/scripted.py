@@ -35,18 +35,28 @@ class ScriptedEngine:
         self.tokens_out = 0
         self._lock = threading.Lock()
 
-    def _signature_for(self, system: str) -> type[dspy.Signature]:
+    def _signature_for(self, system: str) -> type[dspy.Signature] | set[str]:
         listed = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
         names = set(re.findall(r"^\d+\. `(\w+)`", listed, re.M))
         for sig in self.handlers:
             if set(sig.output_fields) == names:
                 return sig
-        raise AssertionError(f"no scripted handler for outputs {sorted(names)}")
+        return names
 
-    def answer(self, system: str, user: str) -> str:
-        """The scripted reply text for one call (raises what a handler returns as an exception)."""
+    def answer(self, system: str, user: str, demos: int = 0) -> str:
+        """The scripted reply text for one call (raises what a handler returns as an exception).
+
+        Handlers see the parsed inputs plus `__system__` (the instruction as sent) and
+        `__demos__` (how many few-shot demos preceded the call). A call from one of DSPy's
+        own optimizer programs gets `optimizer_reply`.
+        """
         signature = self._signature_for(system)
+        if not isinstance(signature, type):
+            with self._lock:
+                self.calls["optimizer"] += 1
+            return optimizer_reply(signature, user)
         inputs = {m.group(1): m.group(2).strip() for m in _SECTION.finditer(user)}
+        inputs |= {"__system__": system, "__demos__": demos}
         with self._lock:
             self.calls[signature.__name__] += 1
         answer = self.handlers[signature](inputs)
@@ -57,7 +67,7 @@ class ScriptedEngine:
     def complete(self, request) -> Response:
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
         user = request.messages[-1].text or ""
-        text = self.answer(system, user)
+        text = self.answer(system, user, demos=(len(request.messages) - 1) // 2)
         usage = Usage(input_tokens=len((system + user).split()), output_tokens=len(text.split()))
         with self._lock:
             self.tokens_in += usage.input_tokens
@@ -75,6 +85,25 @@ class ScriptedEngine:
 def scripted_lm(handlers: dict[type[dspy.Signature], Handler], cache: bool = False) -> tuple[dspy.LM, ScriptedEngine]:
     engine = ScriptedEngine(handlers)
     return dspy.LM("scripted/test", engine=engine, cache=cache, num_retries=0), engine
+
+
+MAGIC = "MAGIC: write every conversation completely, ending with the assistant's reply."
+
+
+def optimizer_reply(output_names: set[str], prompt: str) -> str:
+    """Answers for DSPy's own optimizer programs: every proposed instruction carries MAGIC.
+
+    GEPA's reflection prompt is plain text asking for the new instruction in a ``` block;
+    MIPROv2's proposer and SIMBA's advisor are DSPy signatures with string outputs, except
+    SIMBA's `module_advice`, a dict from module name to advice.
+    """
+    if not output_names:
+        return f"```\n{MAGIC}\n```"
+    reply: dict[str, Any] = {name: MAGIC for name in output_names}
+    if "module_advice" in output_names:
+        modules = re.findall(r"[\w.]+\.predict\b", prompt)
+        reply["module_advice"] = {m: MAGIC for m in (modules or ["generate.predict"])}
+    return json.dumps(reply)
 
 
 def http_responder(engine: ScriptedEngine):

@@ -1,0 +1,86 @@
+"""Each DSPy optimizer compiles the GEM program to a higher score on a scripted engine.
+
+The scripted generator writes a complete conversation only when it has help: few-shot
+demos in the prompt, an instruction carrying MAGIC (what the scripted proposer and
+reflection model suggest), or an easy text. Without help it stops after a tool result
+(rule O004), so the uncompiled program scores low on the hard devset.
+"""
+
+import dspy
+import pytest
+
+from optimizers.compile import Budget, compile_program, prompts
+from optimizers.evaluate import evaluate
+from programs.pipeline import GEMPipeline, Stages
+from signatures import TrajectoryGeneration
+from tests.fixtures import PROCEDURE, TURNS, handlers
+from tests.scripted import MAGIC, scripted_lm
+
+STAGES = Stages(filter=False, refine=False, judge=False)
+PATTERNS = ["clarification", "rule_awareness", "multi_hop_reasoning"]
+
+
+def generate(inputs):
+    helped = "easy" in inputs["text"] or inputs["__demos__"] > 0 or MAGIC in inputs["__system__"]
+    return {"trajectory": TURNS if helped else TURNS[:-1], "patterns_used": PATTERNS if helped else []}
+
+
+def example(text, i):
+    return dspy.Example(text=f"{text} (case {i})", segment_id=f"s{i}").with_inputs("text", "segment_id")
+
+
+TRAIN = [example(PROCEDURE + " easy", i) for i in range(4)] + [example(PROCEDURE, i) for i in range(4, 8)]
+DEV = [example(PROCEDURE, i) for i in range(8, 12)]
+
+
+@pytest.fixture
+def lm():
+    lm, engine = scripted_lm(handlers({TrajectoryGeneration: generate}), cache=False)
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        yield lm
+
+
+def test_uncompiled_program_scores_low_on_the_hard_devset(lm):
+    result = evaluate(GEMPipeline(STAGES), DEV)
+    assert result.outcomes == {"rule_violations": 4}
+    assert 0.3 < result.score < 0.6 and result.parts["validity"] == 0.5
+
+
+@pytest.mark.parametrize("optimizer", ["bootstrap", "random-search", "mipro", "gepa", "simba"])
+def test_each_optimizer_raises_the_devset_score(lm, optimizer):
+    program = GEMPipeline(STAGES)
+    before = evaluate(program, DEV).score
+    compiled = compile_program(program, optimizer, TRAIN, DEV, Budget(batch_size=4, trials=3, candidates=3,
+                                                                    metric_calls=40, threads=2), reflection_lm=lm)
+    after = evaluate(compiled, DEV)
+    assert after.score > before + 0.2, (optimizer, before, after.score)
+    assert after.outcomes == {"accepted": 4}
+    changed = prompts(compiled)["generate.predict"]
+    assert changed["demos"] > 0 or MAGIC in changed["instructions"]
+    assert prompts(program)["generate.predict"]["demos"] == 0  # the input program is left as it was
+
+
+def test_one_stage_compiles_and_the_others_stay_frozen(lm):
+    compiled = compile_program(GEMPipeline(STAGES), "bootstrap", TRAIN, budget=Budget(), stage="generate")
+    demos = {name: p["demos"] for name, p in prompts(compiled).items()}
+    assert demos["generate.predict"] > 0
+    assert demos["extract.predict"] == 0
+    with pytest.raises(ValueError, match="unknown stage"):
+        compile_program(GEMPipeline(STAGES), "bootstrap", TRAIN, stage="rewrite")
+
+
+def test_saved_state_loads_back_to_the_same_predictions(lm, tmp_path):
+    compiled = compile_program(GEMPipeline(STAGES), "bootstrap", TRAIN)
+    path = tmp_path / "compiled.json"
+    compiled.save(str(path))
+    loaded = GEMPipeline(STAGES)
+    loaded.load(str(path))
+    assert prompts(loaded) == prompts(compiled)
+    original = [compiled(**e.inputs()).result.model_dump() for e in DEV]
+    again = [loaded(**e.inputs()).result.model_dump() for e in DEV]
+    assert original == again and all(r["outcome"] == "accepted" for r in again)
+
+
+def test_unknown_optimizer_is_refused(lm):
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        compile_program(GEMPipeline(STAGES), "annealing", TRAIN)
