@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--push-to-hub", metavar="REPO", help="push the trajectories to the Hugging Face Hub")
     _add_model_options(r)
+
+    from cli.optimize import add_parsers
+
+    add_parsers(sub, _add_model_options)
     return parser
 
 
@@ -118,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     from programs.runner import RunError
 
     args = build_parser().parse_args(argv)
-    handlers = {"validate": cmd_validate, "run": cmd_run}
+    from cli import optimize
+
+    handlers = {"validate": cmd_validate, "run": cmd_run, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
+                "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare}
     try:
         return handlers[args.command](args)
     except (CorpusError, ModelError, RunError, ValueError) as exc:

@@ -242,3 +242,39 @@ def sample(items: Iterable, k: int, seed: int = 0) -> list:
             if j < k:
                 reservoir[j] = (i, item)
     return [item for _, item in sorted(reservoir, key=lambda pair: pair[0])]
+
+
+LABEL_FIELDS = ("is_procedural", "task_category", "domain")
+
+
+def load_examples(ref: str, opts: CorpusOptions = CorpusOptions(), limit: int | None = None) -> list:
+    """Train/dev examples for optimizers: one per JSONL line (with optional labels
+    `is_procedural`, `task_category`, `domain`), or one per segment of any other corpus."""
+    import dspy
+
+    path = Path(ref)
+    examples = []
+    if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise CorpusError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+                text = record.get(opts.text_field) if isinstance(record, dict) else None
+                if not isinstance(text, str) or not text.strip():
+                    raise CorpusError(f"{path}:{number}: no text in field `{opts.text_field}`")
+                labels = {k: record[k] for k in LABEL_FIELDS if k in record}
+                source = f"{path}:{number}"
+                examples.append(dspy.Example(text=text, segment_id=segment_id(source, 0, text), source=source,
+                                             **labels).with_inputs("text", "segment_id", "source"))
+    else:
+        for item in read_corpus(ref, opts):
+            if isinstance(item, Segment):
+                examples.append(dspy.Example(text=item.text, segment_id=item.id, source=item.source)
+                                .with_inputs("text", "segment_id", "source"))
+    if not examples:
+        raise CorpusError(f"{ref}: no examples")
+    return examples[:limit] if limit else examples

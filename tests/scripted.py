@@ -116,7 +116,8 @@ def http_responder(engine: ScriptedEngine):
         if "Your output fields are" not in system:  # gem-synth's pre-flight check of the model
             return 200, completion("OK", body["model"])
         try:
-            return 200, completion(engine.answer(system, messages[-1]["content"]), body["model"])
+            demos = (len(messages) - 2) // 2  # system, demo pairs, then the call itself
+            return 200, completion(engine.answer(system, messages[-1]["content"], demos), body["model"])
         except ServerError as exc:
             return 500, {"error": {"message": str(exc), "type": "server_error"}}
     return respond

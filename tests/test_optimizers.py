@@ -84,3 +84,41 @@ def test_saved_state_loads_back_to_the_same_predictions(lm, tmp_path):
 def test_unknown_optimizer_is_refused(lm):
     with pytest.raises(ValueError, match="unknown optimizer"):
         compile_program(GEMPipeline(STAGES), "annealing", TRAIN)
+
+
+def test_compile_eval_compare_from_the_command_line_land_in_mlflow(tmp_path, monkeypatch, capsys):
+    import json
+
+    import mlflow
+
+    from cli.main import main
+    from tests.fake_openai import FakeOpenAIServer
+    from tests.scripted import ScriptedEngine, http_responder
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    for name, rows in (("train.jsonl", TRAIN), ("dev.jsonl", DEV)):
+        (tmp_path / name).write_text("".join(json.dumps({"text": e.text, "is_procedural": True}) + "\n" for e in rows))
+    engine = ScriptedEngine(handlers({TrajectoryGeneration: generate}))
+    with FakeOpenAIServer(http_responder(engine)) as server:
+        model = ["--lm", "hosted_vllm/scripted", "--api-base", server.url, "--cache-dir", str(tmp_path / "cache"),
+                 "--stages", "extract,generate,validate"]
+        assert main(["compile", "--optimizer", "bootstrap", "--trainset", "train.jsonl", "--devset", "dev.jsonl",
+                     "--out", "compiled/boot.json", "--stage", "generate", "--experiment", "opt", *model]) == 0
+        out = capsys.readouterr().out
+        assert "changed predictors: generate.predict" in out
+        assert main(["eval", "--program", "compiled/boot.json", "--devset", "dev.jsonl", "--experiment", "opt",
+                     "--per-example", *model]) == 0
+        assert "accepted" in capsys.readouterr().out
+        assert main(["eval", "--devset", "dev.jsonl", "--experiment", "opt", *model]) == 0
+    runs = mlflow.search_runs(experiment_names=["opt"], output_format="list")
+    by_name = {r.info.run_name: r for r in runs}
+    compile_run = by_name["compile-bootstrap-boot"]
+    assert compile_run.data.params["optimizer"] == "bootstrap" and compile_run.data.params["stage"] == "generate"
+    assert compile_run.data.metrics["after.score"] > compile_run.data.metrics["before.score"] + 0.2
+    assert by_name["eval-boot"].data.metrics["score"] == compile_run.data.metrics["after.score"]
+    assert by_name["eval-default"].data.metrics["score"] == compile_run.data.metrics["before.score"]
+    capsys.readouterr()
+    assert main(["compare", "--experiment", "opt", "--last", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "after.score" in table and "eval-boot" in table and "eval-default" in table

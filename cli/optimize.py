@@ -1,0 +1,200 @@
+"""`gem-synth compile`, `eval` and `compare`: improve the program and compare variants in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+
+def add_parsers(sub, add_model_options) -> None:
+    c = sub.add_parser("compile", help="optimize the GEM program (or one stage) with a DSPy teleprompter")
+    c.add_argument("--optimizer", required=True, choices=["bootstrap", "random-search", "mipro", "gepa", "simba"])
+    c.add_argument("--trainset", required=True, help="JSONL of {text, is_procedural?, task_category?} or any corpus")
+    c.add_argument("--devset", required=True)
+    c.add_argument("--out", type=Path, required=True, help="where to save the compiled state, e.g. compiled/v1.json")
+    c.add_argument("--stage", choices=["filter", "extract", "generate", "refine", "judge"],
+                   help="optimize only this stage; the others stay as they are")
+    c.add_argument("--program", help="start from a saved program state instead of the default prompts")
+    c.add_argument("--max-demos", type=int, default=2)
+    c.add_argument("--threshold", type=float, default=0.7, help="score a bootstrapped demo must reach")
+    c.add_argument("--candidates", type=int, default=4)
+    c.add_argument("--trials", type=int, default=6)
+    c.add_argument("--metric-calls", type=int, default=60, help="GEPA budget")
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--threads", type=int, default=4)
+    c.add_argument("--reflection-lm", help="GEPA's reflection model (default: the program's model)")
+    _common(c, add_model_options)
+
+    e = sub.add_parser("eval", help="score a program on a devset")
+    e.add_argument("--program", help="a saved program state (default: the uncompiled program)")
+    e.add_argument("--devset", required=True)
+    e.add_argument("--per-example", action="store_true", help="print one line per example")
+    e.add_argument("--threads", type=int, default=4)
+    _common(e, add_model_options)
+
+    m = sub.add_parser("compare", help="compare compile/eval runs from MLflow side by side")
+    m.add_argument("runs", nargs="*", help="MLflow run ids (default: the latest runs of the experiment)")
+    m.add_argument("--experiment", default="gem-synth-optimize")
+    m.add_argument("--last", type=int, default=4)
+
+
+def _common(p: argparse.ArgumentParser, add_model_options) -> None:
+    p.add_argument("--stages", default="filter,extract,generate,refine,validate,judge")
+    p.add_argument("--limit", type=int, help="use only the first N examples of each set")
+    p.add_argument("--experiment", default="gem-synth-optimize", help="MLflow experiment name")
+    p.add_argument("--no-track", action="store_true")
+    p.add_argument("--cache-dir")
+    add_model_options(p)
+
+
+def _setup(args, plan):
+    from programs.models import assign_models, check_lm, configure_cache
+    from programs.pipeline import GEMPipeline, Stages
+
+    for spec in {plan.default, *plan.stages.values()}:
+        check_lm(spec)
+    configure_cache(args.cache_dir)
+    program = GEMPipeline(Stages.parse(args.stages))
+    if args.program:
+        program.load(args.program)
+    lm = assign_models(program, plan)
+    dspy.configure(lm=lm, adapter=dspy.JSONAdapter(), max_history_size=0)
+    return program, lm
+
+
+def _params(args, plan, program, devset, extra: dict[str, Any]) -> dict[str, Any]:
+    from programs.pipeline import Stages
+    from programs.runner import program_hash
+
+    return {**plan.public(), "stages": args.stages, "devset": args.devset, "devset.size": len(devset),
+            "program": args.program or "default", "program_hash": program_hash(program, Stages.parse(args.stages)),
+            **extra}
+
+
+def _track(args, name: str, params: dict[str, Any]):
+    import contextlib
+
+    if args.no_track:
+        return contextlib.nullcontext()
+    import mlflow
+
+    from programs.tracking import tracked_run
+
+    mlflow.dspy.autolog(log_traces=False, log_compiles=True, log_evals=True)
+    return tracked_run(args.experiment, name, params)
+
+
+def _log(evaluation, prefix: str, program, enabled: bool) -> None:
+    if not enabled:
+        return
+    import mlflow
+
+    from optimizers.compile import prompts
+
+    mlflow.log_metrics(evaluation.metrics(prefix))
+    mlflow.log_dict(evaluation.rows(), f"{prefix}per_example.json")
+    mlflow.log_dict(prompts(program), "prompts.json")
+
+
+def cmd_compile(args, plan) -> int:
+    from optimizers.compile import Budget, compile_program, prompts
+    from optimizers.evaluate import evaluate
+    from programs.corpus import load_examples
+    from programs.pipeline import Stages
+    from programs.runner import program_hash
+
+    trainset = load_examples(args.trainset, limit=args.limit)
+    devset = load_examples(args.devset, limit=args.limit)
+    program, lm = _setup(args, plan)
+    reflection = None
+    if args.reflection_lm:
+        from programs.models import ModelSpec, build_lm
+
+        reflection = build_lm(ModelSpec(model=args.reflection_lm))
+    budget = Budget(max_demos=args.max_demos, threshold=args.threshold, candidates=args.candidates,
+                    trials=args.trials, metric_calls=args.metric_calls, batch_size=args.batch_size,
+                    threads=args.threads)
+    params = _params(args, plan, program, devset, {"optimizer": args.optimizer, "stage": args.stage or "all",
+                                                   "trainset": args.trainset, "trainset.size": len(trainset),
+                                                   **budget.params()})
+    with _track(args, f"compile-{args.optimizer}-{args.out.stem}", params):
+        before = evaluate(program, devset, args.threads)
+        compiled = compile_program(program, args.optimizer, trainset, devset, budget, args.stage, reflection)
+        after = evaluate(compiled, devset, args.threads)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        compiled.save(str(args.out))
+        if not args.no_track:
+            import mlflow
+
+            _log(before, "before.", program, True)
+            _log(after, "after.", compiled, True)
+            mlflow.log_param("compiled_hash", program_hash(compiled, Stages.parse(args.stages)))
+            mlflow.log_artifact(str(args.out))
+    print("devset before\n" + before.table())
+    print("devset after\n" + after.table())
+    changed = {k: v for k, v in prompts(compiled).items() if v != prompts(program)[k]}
+    print(f"changed predictors: {', '.join(changed) or 'none'}")
+    print(f"saved {args.out}  (load it with: gem-synth run --program {args.out} ...)")
+    return 0
+
+
+def cmd_eval(args, plan) -> int:
+    from optimizers.evaluate import evaluate
+    from programs.corpus import load_examples
+
+    devset = load_examples(args.devset, limit=args.limit)
+    program, _ = _setup(args, plan)
+    with _track(args, f"eval-{Path(args.program).stem if args.program else 'default'}",
+                _params(args, plan, program, devset, {"kind": "eval"})):
+        result = evaluate(program, devset, args.threads)
+        _log(result, "", program, not args.no_track)
+    print(result.table())
+    if args.per_example:
+        for e in result.examples:
+            print(f"{e.segment_id}  {e.score:.3f}  {e.outcome:<16} {e.feedback.splitlines()[0][:100]}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import mlflow
+
+    if args.runs:
+        runs = [mlflow.get_run(r) for r in args.runs]
+    else:
+        runs = mlflow.search_runs(experiment_names=[args.experiment], order_by=["attributes.start_time DESC"],
+                                  max_results=args.last, output_format="list")
+    if not runs:
+        print(f"no runs in experiment {args.experiment!r}")
+        return 1
+    names = [r.info.run_name or r.info.run_id[:8] for r in runs]
+    keys = sorted({k for r in runs for k in r.data.metrics if not k.startswith("outcome")})
+    width = max(12, *(len(n) for n in names))
+    print(f"{'metric':<28}" + "".join(f"{n:>{width + 2}}" for n in names))
+    for key in keys:
+        cells = [r.data.metrics.get(key) for r in runs]
+        print(f"{key:<28}" + "".join(f"{'-' if c is None else f'{c:.3f}':>{width + 2}}" for c in cells))
+    for key in ("optimizer", "stage", "program_hash", "compiled_hash"):
+        values = [r.data.params.get(key, "-") for r in runs]
+        if any(v != "-" for v in values):
+            print(f"{key:<28}" + "".join(f"{v:>{width + 2}}" for v in values))
+    texts = [_prompts(r) for r in runs]
+    for predictor in sorted({p for t in texts for p in t}):
+        variants = [t.get(predictor, {}).get("instructions") for t in texts]
+        if len({v for v in variants if v}) > 1:
+            print(f"\ninstructions of {predictor} differ:")
+            for name, text in zip(names, variants):
+                print(f"  [{name}] {(text or '-')[:300]!r}")
+    return 0
+
+
+def _prompts(run) -> dict:
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/prompts.json")
+    except Exception:
+        return {}
