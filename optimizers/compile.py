@@ -1,8 +1,11 @@
 """Compiling the GEM program with DSPy teleprompters against the quality metrics.
 
-`compile_program` optimizes the whole pipeline or one named stage: the other stages are
-frozen (DSPy skips `_compiled` sub-modules), so only that stage's instruction and demos
-change while the score is still measured on the whole pipeline's output.
+`compile_program` optimizes the whole pipeline or one named stage. The filter and the
+extractor can be scored alone (filter agreement with `is_procedural` labels; valid tools
+covering every workflow step), so they are compiled as modules of their own, at a
+fraction of the cost. Any other stage is compiled inside the pipeline with the other
+stages frozen (DSPy skips `_compiled` sub-modules): only its instruction and demos
+change, while the score is measured on the whole pipeline's output.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import dspy
 
-from optimizers.metrics import gem_feedback_metric, gem_metric
+from optimizers.metrics import extraction_metric, filter_agreement, gem_feedback_metric, gem_metric
 from programs.pipeline import GEMPipeline
 
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa", "simba")
@@ -46,27 +49,39 @@ def freeze_except(program: GEMPipeline, stage: str | None) -> GEMPipeline:
     return program
 
 
-def make_optimizer(name: str, budget: Budget, reflection_lm: dspy.LM | None = None):
+def _with_feedback(metric):
+    """GEPA's five-argument form for a plain score metric."""
+    def feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        score = metric(gold, pred, trace)
+        return dspy.Prediction(score=score, feedback=f"score {score:.2f}")
+    return feedback
+
+
+STAGE_ALONE = {"filter": filter_agreement, "extract": extraction_metric}
+
+
+def make_optimizer(name: str, budget: Budget, reflection_lm: dspy.LM | None = None, metric=gem_metric,
+                   feedback_metric=gem_feedback_metric):
     if name == "bootstrap":
-        return dspy.BootstrapFewShot(metric=gem_metric, metric_threshold=budget.threshold,
+        return dspy.BootstrapFewShot(metric=metric, metric_threshold=budget.threshold,
                                      max_bootstrapped_demos=budget.max_demos,
                                      max_labeled_demos=budget.max_labeled_demos)
     if name == "random-search":
         return dspy.BootstrapFewShotWithRandomSearch(
-            metric=gem_metric, metric_threshold=budget.threshold, max_bootstrapped_demos=budget.max_demos,
+            metric=metric, metric_threshold=budget.threshold, max_bootstrapped_demos=budget.max_demos,
             max_labeled_demos=budget.max_labeled_demos, num_candidate_programs=budget.candidates,
             num_threads=budget.threads)
     if name == "mipro":
-        return dspy.MIPROv2(metric=gem_metric, auto=None, num_candidates=budget.candidates,
+        return dspy.MIPROv2(metric=metric, auto=None, num_candidates=budget.candidates,
                             max_bootstrapped_demos=budget.max_demos, max_labeled_demos=budget.max_labeled_demos,
                             num_threads=budget.threads, seed=budget.seed, metric_threshold=budget.threshold,
                             verbose=False)
     if name == "gepa":
-        return dspy.GEPA(metric=gem_feedback_metric, max_metric_calls=budget.metric_calls,
+        return dspy.GEPA(metric=feedback_metric, max_metric_calls=budget.metric_calls,
                          reflection_lm=reflection_lm or dspy.settings.lm, num_threads=budget.threads,
                          seed=budget.seed, reflection_minibatch_size=3)
     if name == "simba":
-        return dspy.SIMBA(metric=gem_metric, bsize=budget.batch_size, num_candidates=budget.candidates,
+        return dspy.SIMBA(metric=metric, bsize=budget.batch_size, num_candidates=budget.candidates,
                           max_steps=budget.trials, max_demos=budget.max_demos, num_threads=budget.threads)
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
@@ -75,8 +90,42 @@ def compile_program(program: GEMPipeline, optimizer: str, trainset: list[dspy.Ex
                     valset: list[dspy.Example] | None = None, budget: Budget = Budget(), stage: str | None = None,
                     reflection_lm: dspy.LM | None = None) -> GEMPipeline:
     """A compiled copy of `program`; `program` itself is left untouched."""
+    if stage in STAGE_ALONE:
+        return _compile_stage_alone(program, optimizer, stage, trainset, valset, budget, reflection_lm)
     student = freeze_except(program.deepcopy(), stage)
     teleprompter = make_optimizer(optimizer, budget, reflection_lm)
+    compiled = _run(teleprompter, optimizer, student, trainset, valset, budget)
+    for name in STAGE_NAMES:  # thaw, so a later compile may touch any stage again
+        getattr(compiled, name)._compiled = False
+    return compiled
+
+
+def stage_examples(stage: str, examples: list[dspy.Example]) -> list[dspy.Example]:
+    """The stage's own inputs: the text (and, for extraction, the filter's labels when given)."""
+    if stage == "filter":
+        missing = [e for e in examples if getattr(e, "is_procedural", None) is None]
+        if missing:
+            raise ValueError("compiling the filter alone needs an `is_procedural` label on every example")
+        return [dspy.Example(text=e.text, is_procedural=e.is_procedural,
+                             **({"task_category": e.task_category} if getattr(e, "task_category", None) else {}))
+                .with_inputs("text") for e in examples]
+    return [dspy.Example(text=e.text, summary=getattr(e, "summary", "") or "", domain=getattr(e, "domain", "") or "")
+            .with_inputs("text", "summary", "domain") for e in examples]
+
+
+def _compile_stage_alone(program, optimizer, stage, trainset, valset, budget, reflection_lm):
+    metric = STAGE_ALONE[stage]
+    teleprompter = make_optimizer(optimizer, budget, reflection_lm, metric=metric, feedback_metric=_with_feedback(metric))
+    train = stage_examples(stage, trainset)
+    val = stage_examples(stage, valset) if valset else None
+    compiled_stage = _run(teleprompter, optimizer, getattr(program, stage).deepcopy(), train, val, budget)
+    compiled_stage._compiled = False
+    compiled = program.deepcopy()
+    setattr(compiled, stage, compiled_stage)
+    return compiled
+
+
+def _run(teleprompter, optimizer, student, trainset, valset, budget):
     if optimizer == "bootstrap":
         compiled = teleprompter.compile(student, trainset=trainset)
     elif optimizer == "mipro":
@@ -87,8 +136,6 @@ def compile_program(program: GEMPipeline, optimizer: str, trainset: list[dspy.Ex
         compiled = teleprompter.compile(student, trainset=trainset, seed=budget.seed)
     else:
         compiled = teleprompter.compile(student, trainset=trainset, valset=valset or trainset)
-    for name in STAGE_NAMES:  # thaw, so a later compile may touch any stage again
-        getattr(compiled, name)._compiled = False
     return compiled
 
 

@@ -122,3 +122,35 @@ def test_compile_eval_compare_from_the_command_line_land_in_mlflow(tmp_path, mon
     assert main(["compare", "--experiment", "opt", "--last", "3"]) == 0
     table = capsys.readouterr().out
     assert "after.score" in table and "eval-boot" in table and "eval-default" in table
+
+
+def test_the_filter_compiles_alone_against_its_labels(lm):
+    from signatures import RelevanceFilter
+
+    def filter_(inputs):
+        helped = "easy" in inputs["text"] or inputs["__demos__"] > 0 or MAGIC in inputs["__system__"]
+        truth = "claim" in inputs["text"].lower()
+        return {"is_procedural": truth if helped else True, "summary": "s", "domain": "d", "platform": "p",
+                "task_category": "other"}
+
+    def labelled(text, truth, i):
+        return dspy.Example(text=f"{text} ({i})", segment_id=f"f{i}", is_procedural=truth).with_inputs(
+            "text", "segment_id")
+
+    story = "The keeper watched the storm."
+    train = [labelled(PROCEDURE + " easy", True, i) for i in range(3)] + [labelled(story + " easy", False, i)
+                                                                          for i in range(3, 6)]
+    dev = [labelled(PROCEDURE, True, 6), labelled(story, False, 7), labelled(story, False, 8)]
+    lm2, engine = scripted_lm(handlers({TrajectoryGeneration: generate, RelevanceFilter: filter_}))
+    with dspy.context(lm=lm2):
+        program = GEMPipeline(Stages(refine=False, judge=False))
+        before = [program.filter(text=e.text).filter_labels.is_procedural for e in dev]
+        compiled = compile_program(program, "bootstrap", train, dev, stage="filter")
+        after = [compiled.filter(text=e.text).filter_labels.is_procedural for e in dev]
+        assert before == [True, True, True] and after == [True, False, False]
+        assert prompts(compiled)["filter.predict"]["demos"] > 0
+        assert {k: v for k, v in prompts(compiled).items() if k != "filter.predict"} == \
+            {k: v for k, v in prompts(program).items() if k != "filter.predict"}
+        assert evaluate(compiled, dev).score > evaluate(program, dev).score
+        with pytest.raises(ValueError, match="needs an `is_procedural` label"):
+            compile_program(program, "bootstrap", TRAIN, stage="filter")
