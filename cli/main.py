@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--format", choices=["arrow", "jsonl", "parquet"], default="arrow")
-    r.add_argument("--program", help="a compiled program state (JSON) saved by `gem-synth compile`")
+    r.add_argument("--program", help="`synthesizer` for the one-call synthesizer, or a compiled program state "
+                                     "(JSON) saved by `gem-synth compile` or `distil`")
     r.add_argument("--cache-dir", help="DSPy disk cache (default $DSPY_CACHEDIR or ~/.dspy_cache)")
     r.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
     r.add_argument("--trace", action="store_true", help="record DSPy traces in MLflow (autolog)")
@@ -117,6 +118,7 @@ def cmd_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from optimizers.distil import FinetuneUnavailable
     from programs.corpus import CorpusError
     from programs.models import ModelError
     from programs.runner import RunError
@@ -125,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from cli import optimize
 
     handlers = {"validate": cmd_validate, "run": cmd_run, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
-                "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare}
+                "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,
+                "distil": lambda a: optimize.cmd_distil(a, _plan(a)), "finetune": optimize.cmd_finetune}
     try:
         return handlers[args.command](args)
-    except (CorpusError, ModelError, RunError, ValueError) as exc:
+    except (CorpusError, ModelError, RunError, FinetuneUnavailable, FileNotFoundError, ValueError) as exc:
         print(f"gem-synth: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

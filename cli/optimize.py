@@ -33,8 +33,30 @@ def add_parsers(sub, add_model_options) -> None:
     e.add_argument("--program", help="a saved program state (default: the uncompiled program)")
     e.add_argument("--devset", required=True)
     e.add_argument("--per-example", action="store_true", help="print one line per example")
+    e.add_argument("--against", help="a second program on the same texts (`synthesizer`, `pipeline` or a state "
+                                     "path): quality and cost per accepted trajectory side by side")
     e.add_argument("--threads", type=int, default=4)
     _common(e, add_model_options)
+
+    d = sub.add_parser("distil", help="distil the pipeline's output into the one-call synthesizer")
+    d.add_argument("--teacher-run", action="append", required=True, help="a `gem-synth run` output folder (repeatable)")
+    d.add_argument("--out", type=Path, required=True, help="where to save the compiled synthesizer state")
+    d.add_argument("--sft-out", type=Path, help="also write the SFT chat dataset (HF, `messages` column) here")
+    d.add_argument("--devset", help="score the synthesizer before and after on these texts")
+    d.add_argument("--optimizer", default="bootstrap", choices=["bootstrap", "random-search", "mipro", "gepa", "simba"])
+    d.add_argument("--max-demos", type=int, default=2, help="labelled teacher demos per prompt")
+    d.add_argument("--no-negatives", action="store_true", help="leave out the texts the teacher rejected")
+    d.add_argument("--threads", type=int, default=4)
+    _common(d, add_model_options)
+
+    f = sub.add_parser("finetune", help="fine-tune a model on the SFT dataset written by distil --sft-out")
+    f.add_argument("--data", type=Path, required=True)
+    f.add_argument("--base-model", required=True, help="a HF model id/folder (trl) or a provider model (provider)")
+    f.add_argument("--backend", choices=["trl", "provider"], default="trl")
+    f.add_argument("--out", type=Path, default=Path("finetuned"))
+    f.add_argument("--epochs", type=float, default=1.0)
+    f.add_argument("--max-steps", type=int, default=-1)
+    f.add_argument("--allow-cpu", action="store_true")
 
     m = sub.add_parser("compare", help="compare compile/eval runs from MLflow side by side")
     m.add_argument("runs", nargs="*", help="MLflow run ids (default: the latest runs of the experiment)")
@@ -53,14 +75,13 @@ def _common(p: argparse.ArgumentParser, add_model_options) -> None:
 
 def _setup(args, plan):
     from programs.models import assign_models, check_lm, configure_cache
-    from programs.pipeline import GEMPipeline, Stages
+    from programs.pipeline import Stages
+    from programs.runner import build_program
 
     for spec in {plan.default, *plan.stages.values()}:
         check_lm(spec)
     configure_cache(args.cache_dir)
-    program = GEMPipeline(Stages.parse(args.stages))
-    if args.program:
-        program.load(args.program)
+    program = build_program(args.program, Stages.parse(args.stages))
     lm = assign_models(program, plan)
     dspy.configure(lm=lm, adapter=dspy.JSONAdapter(), max_history_size=0)
     return program, lm
@@ -143,19 +164,86 @@ def cmd_compile(args, plan) -> int:
 
 
 def cmd_eval(args, plan) -> int:
-    from optimizers.evaluate import evaluate
+    from optimizers.evaluate import evaluate_with_cost, side_by_side
     from programs.corpus import load_examples
+    from programs.pipeline import Stages
+    from programs.runner import build_program
 
     devset = load_examples(args.devset, limit=args.limit)
     program, _ = _setup(args, plan)
-    with _track(args, f"eval-{Path(args.program).stem if args.program else 'default'}",
-                _params(args, plan, program, devset, {"kind": "eval"})):
-        result = evaluate(program, devset, args.threads)
-        _log(result, "", program, not args.no_track)
-    print(result.table())
+    named = {args.program or "pipeline": program}
+    if args.against:
+        other = None if args.against == "pipeline" else args.against
+        named[args.against] = build_program(other, Stages.parse(args.stages))
+    results = {}
+    for name, prog in named.items():
+        with _track(args, f"eval-{Path(name).stem}", _params(args, plan, prog, devset, {"kind": "eval",
+                                                                                        "program": name})):
+            evaluation, cost = evaluate_with_cost(prog, devset, args.threads)
+            _log(evaluation, "", prog, not args.no_track)
+            if not args.no_track:
+                import mlflow
+
+                mlflow.log_metrics(cost.metrics())
+        results[name] = (evaluation, cost)
+    if len(results) > 1:
+        print(side_by_side(results))
+    else:
+        print(evaluation.table())
     if args.per_example:
-        for e in result.examples:
-            print(f"{e.segment_id}  {e.score:.3f}  {e.outcome:<16} {e.feedback.splitlines()[0][:100]}")
+        for name, (evaluation, _) in results.items():
+            for e in evaluation.examples:
+                print(f"[{name}] {e.segment_id}  {e.score:.3f}  {e.outcome:<16} {e.feedback.splitlines()[0][:100]}")
+    return 0
+
+
+def cmd_distil(args, plan) -> int:
+    from optimizers.compile import Budget, prompts
+    from optimizers.distil import distil_prompt, pairs_from_run, sft_rows
+    from optimizers.evaluate import evaluate
+    from programs.corpus import load_examples
+    from programs.dataset_io import save_rows
+    from programs.synthesizer import SYNTHESIZER
+
+    pairs = [p for run in args.teacher_run for p in pairs_from_run(run, negatives=not args.no_negatives)]
+    if not pairs:
+        raise ValueError(f"no teacher pairs in {', '.join(args.teacher_run)}: nothing accepted or filtered out")
+    positives = sum(p.is_procedural for p in pairs)
+    print(f"teacher pairs: {positives} trajectories, {len(pairs) - positives} rejections")
+    if args.sft_out:
+        save_rows(sft_rows(pairs), args.sft_out)
+        print(f"SFT dataset: {args.sft_out} ({len(pairs)} chats)")
+    args.program = SYNTHESIZER
+    student, _ = _setup(args, plan)
+    devset = load_examples(args.devset, limit=args.limit) if args.devset else None
+    params = {**plan.public(), "teacher_runs": ",".join(args.teacher_run), "pairs": len(pairs),
+              "optimizer": args.optimizer, "max_demos": args.max_demos}
+    with _track(args, f"distil-{args.out.stem}", params):
+        before = evaluate(student, devset, args.threads) if devset else None
+        compiled = distil_prompt(pairs, devset, args.optimizer,
+                                 Budget(max_labeled_demos=args.max_demos, threads=args.threads), student)
+        after = evaluate(compiled, devset, args.threads) if devset else None
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        compiled.save(str(args.out))
+        if not args.no_track and devset:
+            _log(before, "before.", student, True)
+            _log(after, "after.", compiled, True)
+    if devset:
+        print("synthesizer before\n" + before.table())
+        print("synthesizer after\n" + after.table())
+    print(f"demos: {prompts(compiled)['synthesize.predict']['demos']}; saved {args.out} "
+          f"(run it with: gem-synth run CORPUS --out DIR --program {args.out})")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from optimizers.distil import finetune_provider, finetune_trl
+
+    if args.backend == "trl":
+        finetune_trl(args.data, args.base_model, args.out, args.epochs, args.max_steps, args.allow_cpu)
+        print(f"fine-tuned model saved in {args.out}")
+    else:
+        print(f"fine-tuned model: {finetune_provider(args.data, args.base_model)}")
     return 0
 
 

@@ -86,17 +86,17 @@ def make_optimizer(name: str, budget: Budget, reflection_lm: dspy.LM | None = No
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
-def compile_program(program: GEMPipeline, optimizer: str, trainset: list[dspy.Example],
+def compile_program(program: dspy.Module, optimizer: str, trainset: list[dspy.Example],
                     valset: list[dspy.Example] | None = None, budget: Budget = Budget(), stage: str | None = None,
-                    reflection_lm: dspy.LM | None = None) -> GEMPipeline:
+                    reflection_lm: dspy.LM | None = None) -> dspy.Module:
     """A compiled copy of `program`; `program` itself is left untouched."""
     if stage in STAGE_ALONE:
         return _compile_stage_alone(program, optimizer, stage, trainset, valset, budget, reflection_lm)
     student = freeze_except(program.deepcopy(), stage)
     teleprompter = make_optimizer(optimizer, budget, reflection_lm)
     compiled = _run(teleprompter, optimizer, student, trainset, valset, budget)
-    for name in STAGE_NAMES:  # thaw, so a later compile may touch any stage again
-        getattr(compiled, name)._compiled = False
+    for _, module in compiled.named_sub_modules():  # thaw, so a later compile may touch any stage again
+        module._compiled = False
     return compiled
 
 

@@ -158,3 +158,10 @@ def write_tables(journal: Path, out: Path, fmt: str = "arrow") -> dict[str, int]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return counts
+
+
+def save_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows as a Hugging Face dataset folder (e.g. the synthesizer's SFT chats)."""
+    if path.exists():
+        shutil.rmtree(path)
+    datasets.Dataset.from_list(rows).save_to_disk(str(path), num_shards=1)

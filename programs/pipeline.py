@@ -63,21 +63,33 @@ class Stages:
 TRANSIENT = (LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError)
 
 
-class _Stop(Exception):
+class StageStop(Exception):
     def __init__(self, outcome: Outcome, stage: Stage, reason: str, retryable: bool = False):
         super().__init__(reason)
         self.outcome, self.stage, self.reason, self.retryable = outcome, stage, reason, retryable
 
 
-def _call(stage: Stage, fn, **kwargs) -> dspy.Prediction:
+def call_stage(stage: Stage, fn, **kwargs) -> dspy.Prediction:
     """Run one stage, turning what a model can do wrong into a typed stop."""
     try:
         return fn(**kwargs)
     except (AdapterParseError, ValidationError) as exc:
-        raise _Stop("parse_error", stage, _one_line(exc)) from exc
+        raise StageStop("parse_error", stage, _one_line(exc)) from exc
     except LMError as exc:
-        raise _Stop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
+        raise StageStop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
                     retryable=isinstance(exc, TRANSIENT)) from exc
+
+
+def stopped_or_done(run, text: str, segment_id: str, source: str, first_stage: Stage) -> SegmentResult:
+    """Run `run(result)`; a typed stop fills in outcome, stage and reason."""
+    segment = Segment(id=segment_id or "segment", source=source, text=text)
+    result = SegmentResult(segment=segment, outcome="accepted", stage=first_stage)
+    try:
+        run(result)
+    except StageStop as stop:
+        result.outcome, result.stage, result.reason = stop.outcome, stop.stage, stop.reason
+        result.retryable = stop.retryable
+    return result
 
 
 def _one_line(exc: Exception, limit: int = 300) -> str:
@@ -98,66 +110,68 @@ class GEMPipeline(dspy.Module):
         self.judge = Judge()
 
     def forward(self, text: str, segment_id: str = "", source: str = "") -> dspy.Prediction:
-        segment = Segment(id=segment_id or "segment", source=source, text=text)
-        result = SegmentResult(segment=segment, outcome="accepted", stage="filter")
-        try:
-            self._run(result)
-        except _Stop as stop:
-            result.outcome, result.stage, result.reason = stop.outcome, stop.stage, stop.reason
-            result.retryable = stop.retryable
-        return dspy.Prediction(result=result)
+        return dspy.Prediction(result=stopped_or_done(self._run, text, segment_id, source, "filter"))
 
     def _run(self, r: SegmentResult) -> None:
         text = r.segment.text
         if self.stages.filter:
-            r.labels = _call("filter", self.filter, text=text).filter_labels
+            r.labels = call_stage("filter", self.filter, text=text).filter_labels
             if not r.labels.is_procedural:
-                raise _Stop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
+                raise StageStop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
         else:
             r.labels = FilterLabels(is_procedural=True)
 
-        extracted = _call("extract", self.extract, text=text, summary=r.labels.summary, domain=r.labels.domain)
+        extracted = call_stage("extract", self.extract, text=text, summary=r.labels.summary, domain=r.labels.domain)
         r.workflows = extracted.workflows
         bad_tools = errors(list(check_tools(extracted.tools)))
         if not extracted.tools or bad_tools:
             r.violations = bad_tools
             reason = "; ".join(v.line() for v in bad_tools) or "no tools extracted"
-            raise _Stop("rule_violations", "extract", reason)
+            raise StageStop("rule_violations", "extract", reason)
 
-        generated = _call("generate", self.generate, text=text, workflows=r.workflows,
+        generated = call_stage("generate", self.generate, text=text, workflows=r.workflows,
                           tool_specs=extracted.tool_specs)
         r.draft, r.draft_patterns = generated.trajectory, generated.patterns
         final, r.patterns = generated.trajectory, generated.patterns
 
         if self.stages.refine:
             issues = [v.line() for v in validate(r.draft.to_openai())]
-            refined = _call("refine", self.refine, text=text, workflows=r.workflows,
+            refined = call_stage("refine", self.refine, text=text, workflows=r.workflows,
                             tool_specs=extracted.tool_specs, turns=generated.turns, known_issues=issues)
             final, r.patterns = refined.trajectory, refined.patterns
         r.trajectory = final
-
-        r.stage = "validate"
-        r.violations = validate(final.to_openai())
-        blocking = r.violations if self.stages.strict_grounding else errors(r.violations)
-        if blocking:
-            codes = sorted({v.code for v in blocking})
-            raise _Stop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
-
-        if self.stages.judge:
-            r.judge = _call("judge", self.judge, trajectory=final).verdicts
-            r.stage = "judge"
-            if not r.judge.passed:
-                failed = [name for name, v in r.judge if not v.passed]
-                raise _Stop("judge_failed", "judge", f"failed {', '.join(failed)}")
-
-        r.record = TrajectoryRecord(
-            id=r.segment.id, segment=r.segment, trajectory=final, workflows=r.workflows, labels=r.labels,
-            patterns=r.patterns, stats=TrajectoryStats.of(final.tools, final.messages), judge=r.judge,
-            warnings=r.violations,
-        )
+        finish(r, self.judge, self.stages)
 
 
-def run_segment(program: GEMPipeline, segment: Segment) -> SegmentResult:
+def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
+    """Validate `r.trajectory`, judge it if the judge is on, and make the record if it passes.
+
+    Shared by every program that produces trajectories (the pipeline, the synthesizer), so
+    all of them are held to the same rules and the same judge.
+    """
+    final = r.trajectory
+    r.stage = "validate"
+    r.violations = validate(final.to_openai())
+    blocking = r.violations if stages.strict_grounding else errors(r.violations)
+    if blocking:
+        codes = sorted({v.code for v in blocking})
+        raise StageStop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
+
+    if stages.judge:
+        r.judge = call_stage("judge", judge, trajectory=final).verdicts
+        r.stage = "judge"
+        if not r.judge.passed:
+            failed = [name for name, v in r.judge if not v.passed]
+            raise StageStop("judge_failed", "judge", f"failed {', '.join(failed)}")
+
+    r.record = TrajectoryRecord(
+        id=r.segment.id, segment=r.segment, trajectory=final, workflows=r.workflows, labels=r.labels,
+        patterns=r.patterns, stats=TrajectoryStats.of(final.tools, final.messages), judge=r.judge,
+        warnings=r.violations,
+    )
+
+
+def run_segment(program: dspy.Module, segment: Segment) -> SegmentResult:
     result = program(text=segment.text, segment_id=segment.id, source=segment.source).result
     result.segment = segment
     if result.record is not None:

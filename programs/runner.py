@@ -65,20 +65,28 @@ def program_hash(program: dspy.Module, stages: Stages) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:12]
 
 
-def build_program(cfg: RunConfig) -> GEMPipeline:
-    program = GEMPipeline(cfg.stages)
-    if cfg.program_path:
-        path = Path(cfg.program_path)
+def build_program(program_path: str | None, stages: Stages) -> dspy.Module:
+    """The GEM pipeline, or the synthesizer (`synthesizer`, or a saved synthesizer state),
+    with a compiled state loaded when a path is given."""
+    from programs.synthesizer import SYNTHESIZER, Synthesizer
+
+    if program_path == SYNTHESIZER:
+        return Synthesizer(stages)
+    program: dspy.Module = GEMPipeline(stages)
+    if program_path:
+        path = Path(program_path)
         if not path.is_file():
             raise RunError(f"{path}: no compiled program state there")
         try:
+            if "synthesize.predict" in json.loads(path.read_text()):
+                program = Synthesizer(stages)
             program.load(str(path))
         except Exception as exc:
             raise RunError(f"{path}: not a program state of this pipeline ({type(exc).__name__}: {exc})") from exc
     return program
 
 
-def _usage(tracker) -> dict[str, int]:
+def usage_of(tracker) -> dict[str, int]:
     calls = sum(len(entries) for entries in tracker.usage_data.values())
     totals = tracker.get_total_tokens()
     return {"prompt_tokens": sum(t.get("prompt_tokens") or 0 for t in totals.values()),
@@ -86,7 +94,7 @@ def _usage(tracker) -> dict[str, int]:
             "lm_calls": calls}
 
 
-def _work(program: GEMPipeline, segment: Segment) -> tuple[SegmentResult, dict[str, int], float]:
+def _work(program: dspy.Module, segment: Segment) -> tuple[SegmentResult, dict[str, int], float]:
     started = time.perf_counter()
     with dspy.track_usage() as tracker:
         try:
@@ -94,7 +102,7 @@ def _work(program: GEMPipeline, segment: Segment) -> tuple[SegmentResult, dict[s
         except Exception as exc:  # a failure outside any model's doing: recorded, the run goes on
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             result = SegmentResult(segment=segment, outcome="error", stage="run", reason=reason)
-    return result, _usage(tracker), time.perf_counter() - started
+    return result, usage_of(tracker), time.perf_counter() - started
 
 
 def _finished_ids(journal: Path) -> set[str]:
@@ -143,7 +151,7 @@ class Runner:
 
     def run(self) -> Summary:
         cfg = self.cfg
-        program = build_program(cfg)
+        program = build_program(cfg.program_path, cfg.stages)
         phash = program_hash(program, cfg.stages)
         manifest = self._manifest(phash)
         previous = self._check_resume(manifest)
@@ -152,7 +160,8 @@ class Runner:
         dspy.configure(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, max_history_size=0)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
-        meta = {"model": self.plan.default.model, "program_version": VERSION, "program_hash": phash}
+        meta = {"model": self.plan.default.model, "program_version": f"{VERSION} {type(program).__name__}",
+                "program_hash": phash}
 
         started = time.perf_counter()
         if cfg.track:
@@ -169,7 +178,7 @@ class Runner:
             self._artifacts(program, summary)
         return summary
 
-    def _loop(self, program: GEMPipeline, meta: dict[str, Any], started: float) -> Summary:
+    def _loop(self, program: dspy.Module, meta: dict[str, Any], started: float) -> Summary:
         done = _finished_ids(self.journal_path)
         journal = Journal.open(self.journal_path)
         seen: dict[str, str] = {}
@@ -247,7 +256,7 @@ class Runner:
 
         return tqdm(total=self.cfg.limit or self.cfg.sample, unit="seg", desc="gem-synth", dynamic_ncols=True)
 
-    def _artifacts(self, program: GEMPipeline, summary: Summary) -> list[Path]:
+    def _artifacts(self, program: dspy.Module, summary: Summary) -> list[Path]:
         summary_json = self.out / "summary.json"
         summary_json.write_text(json.dumps(summary.to_dict(), indent=2))
         (self.out / "summary.txt").write_text(summary.table() + "\n")

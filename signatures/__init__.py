@@ -9,11 +9,13 @@ from signatures.generation import TrajectoryGeneration
 from signatures.judge import HallucinationJudge
 from signatures.refinement import ComplexityRefinement
 from signatures.relevance import RelevanceFilter
+from signatures.synthesis import TrajectorySynthesis
 
 __all__ = [
     "ComplexityRefinement",
     "HallucinationJudge",
     "RelevanceFilter",
     "TrajectoryGeneration",
+    "TrajectorySynthesis",
     "WorkflowExtraction",
 ]

@@ -29,6 +29,8 @@ from signatures.chat import (
 )
 
 JsonType = Literal["string", "integer", "number", "boolean", "array", "object"]
+_JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object")
+WRITE_MARK = " (write operation)"
 
 
 class ToolParameter(BaseModel):
@@ -60,8 +62,25 @@ class ToolSpec(BaseModel):
         parameters: dict = {"type": "object", "properties": properties}
         if required:
             parameters["required"] = required
-        description = self.description if self.kind == "read" else f"{self.description} (write operation)"
+        description = self.description if self.kind == "read" else f"{self.description}{WRITE_MARK}"
         return Tool(function=FunctionDefinition(name=self.name, description=description, parameters=parameters))
+
+    @classmethod
+    def from_tool(cls, tool: Tool) -> "ToolSpec":
+        """The inverse of `to_tool` (for tools it made): distilled demos show tools in this shape."""
+        params = tool.function.parameters
+        props = params.get("properties") or {}
+        required = set(params.get("required") or [])
+        parameters = []
+        for name, schema in props.items():
+            json_type = schema.get("type") if schema.get("type") in _JSON_TYPES else "string"
+            parameters.append(ToolParameter(
+                name=name, type=json_type, description=schema.get("description", ""), required=name in required,
+                enum=[str(v) for v in schema.get("enum", [])],
+                items_type=(schema.get("items") or {}).get("type") if json_type == "array" else None))
+        write = tool.function.description.endswith(WRITE_MARK)
+        return cls(name=tool.name, description=tool.function.description.removesuffix(WRITE_MARK),
+                   kind="write" if write else "read", parameters=parameters)
 
 
 class DraftToolCall(BaseModel):

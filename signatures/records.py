@@ -64,7 +64,7 @@ Pattern = Literal[
     "pitfall",
 ]
 
-Stage = Literal["filter", "extract", "generate", "refine", "validate", "judge", "run"]
+Stage = Literal["filter", "extract", "generate", "refine", "synthesize", "validate", "judge", "run"]
 Outcome = Literal["accepted", "filtered_out", "parse_error", "rule_violations", "judge_failed", "lm_error", "error"]
 
 

@@ -117,11 +117,11 @@ def test_compile_eval_compare_from_the_command_line_land_in_mlflow(tmp_path, mon
     assert compile_run.data.params["optimizer"] == "bootstrap" and compile_run.data.params["stage"] == "generate"
     assert compile_run.data.metrics["after.score"] > compile_run.data.metrics["before.score"] + 0.2
     assert by_name["eval-boot"].data.metrics["score"] == compile_run.data.metrics["after.score"]
-    assert by_name["eval-default"].data.metrics["score"] == compile_run.data.metrics["before.score"]
+    assert by_name["eval-pipeline"].data.metrics["score"] == compile_run.data.metrics["before.score"]
     capsys.readouterr()
     assert main(["compare", "--experiment", "opt", "--last", "3"]) == 0
     table = capsys.readouterr().out
-    assert "after.score" in table and "eval-boot" in table and "eval-default" in table
+    assert "after.score" in table and "eval-boot" in table and "eval-pipeline" in table
 
 
 def test_the_filter_compiles_alone_against_its_labels(lm):

@@ -102,3 +102,9 @@ def test_stats_count_calls_tools_and_turns():
     transcript = traj.transcript()
     assert transcript.startswith("[0] system\n") and "[3] tool (answers call_1)" in transcript
     assert '-> call call_2: submit_claim({"visit_id": "V-7", "amount": 80})' in transcript
+
+
+def test_tool_specs_round_trip_through_openai_tools():
+    for spec in TOOL_SPECS:
+        original = ToolSpec(**spec)
+        assert ToolSpec.from_tool(original.to_tool()) == original
