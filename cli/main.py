@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--experiment", default="gem-synth", help="MLflow experiment name")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--push-to-hub", metavar="REPO", help="push the trajectories to the Hugging Face Hub")
+    r.add_argument("--export", action="append", default=[], choices=["openai", "hermes", "sharegpt", "gem-sft"],
+                   help="also write this export under OUT/exports/ (repeatable)")
+
+    x = sub.add_parser("export", help="convert a run's trajectories to a trainer's format")
+    x.add_argument("--format", required=True, choices=["openai", "hermes", "sharegpt", "gem-sft"])
+    x.add_argument("input", help="a `gem-synth run` output folder, or its trajectories dataset")
+    x.add_argument("output", type=Path, help="a .jsonl file, or a folder for a Hugging Face dataset")
     _add_model_options(r)
 
     from cli.optimize import add_parsers
@@ -83,6 +90,21 @@ def cmd_validate(args) -> int:
     from cli.validate import run_validate
 
     return run_validate(args.file, grounding=not args.no_grounding, out=sys.stdout)
+
+
+def _export(source, fmt: str, out: Path) -> None:
+    from programs.exports import load_trajectories, write_export
+    from signatures import TrajectorySynthesis
+
+    written, problems = write_export(load_trajectories(source), fmt, out, TrajectorySynthesis.instructions)
+    for line in problems:
+        print(f"not exported: {line}", file=sys.stderr)
+    print(f"{fmt}: {written} trajectories -> {out}" + (f" ({len(problems)} not exportable)" if problems else ""))
+
+
+def cmd_export(args) -> int:
+    _export(args.input, args.format, args.output)
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -110,6 +132,8 @@ def cmd_run(args) -> int:
     print(summary.table())
     print(f"trajectories: {args.out / 'trajectories'}   rejects: {args.out / 'rejects'}   "
           f"summary: {args.out / 'summary.json'}")
+    for fmt in args.export:
+        _export(args.out, fmt, args.out / "exports" / fmt)
     if args.push_to_hub:
         import datasets
 
@@ -126,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cli import optimize
 
-    handlers = {"validate": cmd_validate, "run": cmd_run, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
+    handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
                 "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,
                 "distil": lambda a: optimize.cmd_distil(a, _plan(a)), "finetune": optimize.cmd_finetune}
     try:

@@ -10,14 +10,14 @@
        assistant  JSON: {"is_procedural": bool, "tools": [OpenAI tools],
                          "messages": [OpenAI messages], "patterns": [...]}
 
-   a `messages` column that TRL's SFTTrainer takes as it is. DSPy's BootstrapFinetune
+   a `messages` column that TRL's SFTTrainer takes as it is (`programs.exports`
+   holds the serialisation and `parse_sft_answer`, its inverse). DSPy's BootstrapFinetune
    cannot build these pairs (teacher and student must share predictor names), hence
    they are built explicitly here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import dspy
 
 from optimizers.compile import Budget, compile_program
 from programs.dataset_io import final_entries
+from programs.exports import sft_messages
 from programs.synthesizer import Synthesizer
 from signatures import TrajectorySynthesis
 from signatures.drafts import ToolSpec, Turn
@@ -67,29 +68,15 @@ def distil_prompt(pairs: list[dspy.Example], devset: list[dspy.Example] | None =
     return compile_program(student or Synthesizer(), optimizer, pairs, devset, budget, reflection_lm=reflection_lm)
 
 
-def sft_messages(pair: dspy.Example, instruction: str | None = None) -> list[dict[str, Any]]:
-    """One pair as a chat: the documented serialisation of the synthesizer's answer."""
-    answer = {
-        "is_procedural": pair.is_procedural,
-        "tools": [spec.to_tool().to_openai() for spec in pair.tools],
-        "messages": [turn.to_message().to_openai() for turn in pair.trajectory],
-        "patterns": list(pair.patterns_used),
-    }
-    return [{"role": "system", "content": instruction or TrajectorySynthesis.instructions},
-            {"role": "user", "content": pair.text},
-            {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}]
-
-
 def sft_rows(pairs: list[dspy.Example]) -> list[dict[str, Any]]:
-    return [{"id": p.segment_id, "messages": sft_messages(p)} for p in pairs]
-
-
-def parse_sft_answer(content: str) -> dict[str, Any]:
-    """The inverse of the assistant turn: what a fine-tuned synthesizer's output is read back with."""
-    answer = json.loads(content)
-    if not isinstance(answer, dict) or not {"is_procedural", "tools", "messages"} <= set(answer):
-        raise ValueError("not a synthesizer answer: needs is_procedural, tools and messages")
-    return answer
+    """The pairs as the synthesizer's chats (see programs.exports.sft_messages)."""
+    rows = []
+    for p in pairs:
+        answer = {"is_procedural": p.is_procedural, "tools": [spec.to_tool().to_openai() for spec in p.tools],
+                  "messages": [turn.to_message().to_openai() for turn in p.trajectory],
+                  "patterns": list(p.patterns_used)}
+        rows.append({"id": p.segment_id, "messages": sft_messages(p.text, answer, TrajectorySynthesis.instructions)})
+    return rows
 
 
 class FinetuneUnavailable(Exception):

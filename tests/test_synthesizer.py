@@ -6,7 +6,8 @@ import datasets
 import dspy
 import pytest
 
-from optimizers.distil import distil_prompt, pairs_from_results, parse_sft_answer, sft_rows
+from optimizers.distil import distil_prompt, pairs_from_results, sft_rows
+from programs.exports import parse_sft_answer
 from optimizers.evaluate import evaluate, evaluate_with_cost, side_by_side
 from programs.pipeline import GEMPipeline, Stages, run_segment
 from programs.synthesizer import Synthesizer
