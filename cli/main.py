@@ -122,13 +122,11 @@ def cmd_run(args) -> int:
                             text_column=args.text_column, split=args.split)
     next(iter(read_corpus(args.corpus, options)), None)  # a bad corpus fails here, before any model work
     plan = _plan(args)
-    for spec in {plan.default, *plan.stages.values()}:
-        check_lm(spec)
     cfg = RunConfig(corpus=args.corpus, out=args.out, corpus_options=options, stages=stages, workers=args.workers,
                     limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
                     program_path=args.program, track=not args.no_track, trace=args.trace,
                     experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress)
-    summary = run(cfg, plan)
+    summary = run(cfg, plan, preflight=lambda: [check_lm(s) for s in {plan.default, *plan.stages.values()}])
     print(summary.table())
     print(f"trajectories: {args.out / 'trajectories'}   rejects: {args.out / 'rejects'}   "
           f"summary: {args.out / 'summary.json'}")

@@ -123,9 +123,12 @@ def _items(cfg: RunConfig) -> Iterator[Segment | Unreadable]:
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig, plan: ModelPlan):
+    def __init__(self, cfg: RunConfig, plan: ModelPlan, preflight=None):
+        """`preflight()` checks the models; it runs once, just before the first segment is
+        sent to them, so a rerun of a finished run makes no LM call at all."""
         self.cfg = cfg
         self.plan = plan
+        self.preflight = preflight
         self.out = cfg.out
         self.journal_path = self.out / "journal.jsonl"
         self.manifest_path = self.out / "run.json"
@@ -198,6 +201,9 @@ class Runner:
                     continue
                 while len(in_flight) >= self.cfg.workers:
                     processed += self._drain(in_flight, journal, meta, bar)
+                if self.preflight is not None:
+                    self.preflight()
+                    self.preflight = None
                 in_flight[pool.submit(_work, program, item)] = item
             while in_flight:
                 processed += self._drain(in_flight, journal, meta, bar)
@@ -272,6 +278,6 @@ class Runner:
         return [summary_json, self.out / "summary.txt", program_state, sample_path]
 
 
-def run(cfg: RunConfig, plan: ModelPlan) -> Summary:
+def run(cfg: RunConfig, plan: ModelPlan, preflight=None) -> Summary:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return Runner(cfg, plan).run()
+    return Runner(cfg, plan, preflight).run()

@@ -139,3 +139,17 @@ def test_validate_reads_tools_as_a_json_string(run, tmp_path):
     record["tools"] = json.dumps(record["tools"])
     (tmp_path / "r.json").write_text(json.dumps([record]))
     assert run("validate", str(tmp_path / "r.json"))[0] == 0
+
+
+def test_unreachable_model_stops_the_run_in_one_line_before_any_segment(run, tmp_path):
+    import socket
+
+    (tmp_path / "a.md").write_text("Sign in. Open Claims. Submit the form.")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run("run", str(tmp_path / "a.md"), "--out", str(tmp_path / "o"), "--no-track", "--no-progress",
+                       "--lm", "hosted_vllm/m", "--api-base", f"http://127.0.0.1:{port}/v1")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("gem-synth: error: cannot reach hosted_vllm/m at http://127.0.0.1:")
+    assert not (tmp_path / "o" / "journal.jsonl").exists() or (tmp_path / "o" / "journal.jsonl").read_text() == ""

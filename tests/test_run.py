@@ -114,15 +114,16 @@ def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
         outage["on"] = False
         assert run_cli(server, corpus, env / "out") == 0
         rerun_requests = server.requests[first_requests:]
+        assert rerun_requests[0]["body"]["messages"][-1]["content"] == "Reply with the word OK."  # pre-flight
         assert {json.dumps(r["body"]["messages"][-1]["content"]).count("OUTAGE") > 0
-                for r in rerun_requests[1:]} == {True}  # [0] is the pre-flight check
+                for r in rerun_requests[1:]} == {True}
         assert datasets.load_from_disk(str(env / "out" / "trajectories")).num_rows == 2
         assert Counter(datasets.load_from_disk(str(env / "out" / "rejects"))["outcome"])["lm_error"] == 0
 
-        # A completed run, rerun: no LM call but the pre-flight check.
+        # A completed run, rerun: no LM call at all, not even the pre-flight check.
         before = len(server.requests)
         assert run_cli(server, corpus, env / "out") == 0
-        assert len(server.requests) == before + 1
+        assert len(server.requests) == before
 
 
 def test_mlflow_run_records_params_metrics_artifacts_and_never_the_key(env):
