@@ -18,6 +18,7 @@ Known traps handled here rather than documented away:
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -178,11 +179,22 @@ def check_lm(spec: ModelSpec) -> None:
         missing = litellm.validate_environment(model=route(spec)).get("missing_keys") or []
         if missing:
             raise ModelError(f"{spec.model} needs {', '.join(missing)} in the environment")
+    from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError
+
     lm = build_lm(replace(spec, num_retries=0, max_tokens=8), cache=False)
-    try:
-        lm("Reply with the word OK.")
-    except Exception as exc:  # any provider failure: say which, in one line
-        raise ModelError(describe_lm_failure(spec, exc)) from exc
+    attempts = max(spec.num_retries, 3) + 1
+    for attempt in range(attempts):
+        try:
+            lm("Reply with the word OK.")
+            return
+        except (LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError) as exc:  # busy, not wrong
+            if isinstance(exc, LMTransportError) and "refused" in str(exc).lower():
+                raise ModelError(describe_lm_failure(spec, exc)) from exc
+            if attempt == attempts - 1:
+                raise ModelError(describe_lm_failure(spec, exc)) from exc
+            time.sleep(min(2 ** attempt, 8))
+        except Exception as exc:  # a wrong model, key or address: say which, in one line, at once
+            raise ModelError(describe_lm_failure(spec, exc)) from exc
 
 
 def describe_lm_failure(spec: ModelSpec, exc: Exception) -> str:

@@ -43,6 +43,7 @@ class Stages:
     refine: bool = True
     judge: bool = True
     strict_grounding: bool = False  # reject on G001 warnings too, not only count them
+    parse_retries: int = 1  # re-ask a stage whose answer does not parse (a fresh, uncached call)
 
     @classmethod
     def parse(cls, spec: str) -> "Stages":
@@ -69,15 +70,23 @@ class StageStop(Exception):
         self.outcome, self.stage, self.reason, self.retryable = outcome, stage, reason, retryable
 
 
-def call_stage(stage: Stage, fn, **kwargs) -> dspy.Prediction:
-    """Run one stage, turning what a model can do wrong into a typed stop."""
-    try:
-        return fn(**kwargs)
-    except (AdapterParseError, ValidationError) as exc:
-        raise StageStop("parse_error", stage, _one_line(exc)) from exc
-    except LMError as exc:
-        raise StageStop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
-                    retryable=isinstance(exc, TRANSIENT)) from exc
+def call_stage(stage: Stage, fn, retries: int = 0, **kwargs) -> dspy.Prediction:
+    """Run one stage, turning what a model can do wrong into a typed stop.
+
+    An answer that does not parse is asked again up to `retries` times under a new
+    `rollout_id` (so not from the cache): a glitch (a cut-off body, an empty choice)
+    recovers, while a model that cannot produce the format costs one call more.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return fn(**kwargs, config={"rollout_id": attempt} if attempt else None)
+        except (AdapterParseError, ValidationError) as exc:
+            if attempt == retries:
+                raise StageStop("parse_error", stage, _one_line(exc)) from exc
+        except LMError as exc:
+            raise StageStop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
+                            retryable=isinstance(exc, TRANSIENT)) from exc
+    raise AssertionError("unreachable")
 
 
 def stopped_or_done(run, text: str, segment_id: str, source: str, first_stage: Stage) -> SegmentResult:
@@ -115,13 +124,14 @@ class GEMPipeline(dspy.Module):
     def _run(self, r: SegmentResult) -> None:
         text = r.segment.text
         if self.stages.filter:
-            r.labels = call_stage("filter", self.filter, text=text).filter_labels
+            r.labels = call_stage("filter", self.filter, self.stages.parse_retries, text=text).filter_labels
             if not r.labels.is_procedural:
                 raise StageStop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
         else:
             r.labels = FilterLabels(is_procedural=True)
 
-        extracted = call_stage("extract", self.extract, text=text, summary=r.labels.summary, domain=r.labels.domain)
+        extracted = call_stage("extract", self.extract, self.stages.parse_retries, text=text,
+                               summary=r.labels.summary, domain=r.labels.domain)
         r.workflows = extracted.workflows
         bad_tools = errors(list(check_tools(extracted.tools)))
         if not extracted.tools or bad_tools:
@@ -129,14 +139,14 @@ class GEMPipeline(dspy.Module):
             reason = "; ".join(v.line() for v in bad_tools) or "no tools extracted"
             raise StageStop("rule_violations", "extract", reason)
 
-        generated = call_stage("generate", self.generate, text=text, workflows=r.workflows,
+        generated = call_stage("generate", self.generate, self.stages.parse_retries, text=text, workflows=r.workflows,
                           tool_specs=extracted.tool_specs)
         r.draft, r.draft_patterns = generated.trajectory, generated.patterns
         final, r.patterns = generated.trajectory, generated.patterns
 
         if self.stages.refine:
             issues = [v.line() for v in validate(r.draft.to_openai())]
-            refined = call_stage("refine", self.refine, text=text, workflows=r.workflows,
+            refined = call_stage("refine", self.refine, self.stages.parse_retries, text=text, workflows=r.workflows,
                             tool_specs=extracted.tool_specs, turns=generated.turns, known_issues=issues)
             final, r.patterns = refined.trajectory, refined.patterns
         r.trajectory = final
@@ -158,7 +168,7 @@ def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
         raise StageStop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
 
     if stages.judge:
-        r.judge = call_stage("judge", judge, trajectory=final).verdicts
+        r.judge = call_stage("judge", judge, stages.parse_retries, trajectory=final).verdicts
         r.stage = "judge"
         if not r.judge.passed:
             failed = [name for name, v in r.judge if not v.passed]

@@ -4,6 +4,8 @@ Each wraps one predictor over its signature, so optimizers see the predictors
 `filter.predict`, `extract.predict`, `generate.predict`, `refine.predict` and
 `judge.predict`, and a compiled state saved from the pipeline loads stage by stage.
 Each returns canonical types (OpenAI tools and messages) next to the raw prediction.
+`config` goes to the LM call (the pipeline passes a `rollout_id` to re-ask after an
+unparseable answer without hitting the cached one).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ class Filter(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(RelevanceFilter)
 
-    def forward(self, text: str) -> dspy.Prediction:
-        out = self.predict(text=text)
+    def forward(self, text: str, config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(text=text, config=config or {})
         labels = FilterLabels(is_procedural=out.is_procedural, summary=out.summary, domain=out.domain,
                               platform=out.platform, task_category=out.task_category)
         return dspy.Prediction(filter_labels=labels)
@@ -39,8 +41,8 @@ class Extract(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(WorkflowExtraction)
 
-    def forward(self, text: str, summary: str, domain: str) -> dspy.Prediction:
-        out = self.predict(text=text, summary=summary, domain=domain)
+    def forward(self, text: str, summary: str, domain: str, config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(text=text, summary=summary, domain=domain, config=config or {})
         return dspy.Prediction(workflows=list(out.workflows), tool_specs=list(out.tools),
                                tools=tools_from_specs(out.tools))
 
@@ -50,8 +52,8 @@ class Generate(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(TrajectoryGeneration)
 
-    def forward(self, text: str, workflows: list[Workflow], tool_specs: list[ToolSpec]) -> dspy.Prediction:
-        out = self.predict(text=text, workflows=workflows, tools=tool_specs)
+    def forward(self, text: str, workflows: list[Workflow], tool_specs: list[ToolSpec], config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(text=text, workflows=workflows, tools=tool_specs, config=config or {})
         trajectory = Trajectory(tools=tools_from_specs(tool_specs), messages=messages_from_turns(out.trajectory))
         return dspy.Prediction(turns=list(out.trajectory), trajectory=trajectory, patterns=list(out.patterns_used))
 
@@ -62,9 +64,9 @@ class Refine(dspy.Module):
         self.predict = dspy.Predict(ComplexityRefinement)
 
     def forward(self, text: str, workflows: list[Workflow], tool_specs: list[ToolSpec], turns: list[Turn],
-                known_issues: list[str]) -> dspy.Prediction:
+                known_issues: list[str], config: dict | None = None) -> dspy.Prediction:
         out = self.predict(text=text, workflows=workflows, tools=tool_specs, trajectory=turns,
-                           known_issues=known_issues)
+                           known_issues=known_issues, config=config or {})
         trajectory = Trajectory(tools=tools_from_specs(out.refined_tools),
                                 messages=messages_from_turns(out.refined_trajectory))
         return dspy.Prediction(tool_specs=list(out.refined_tools), turns=list(out.refined_trajectory),
@@ -76,8 +78,8 @@ class Judge(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(HallucinationJudge)
 
-    def forward(self, trajectory: Trajectory) -> dspy.Prediction:
-        out = self.predict(tools=trajectory.tools, conversation=trajectory.transcript())
+    def forward(self, trajectory: Trajectory, config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(tools=trajectory.tools, conversation=trajectory.transcript(), config=config or {})
         verdicts = JudgeVerdicts(tool_call_hallucination=out.tool_call_hallucination,
                                  capability_hallucination=out.capability_hallucination,
                                  context_hallucination=out.context_hallucination)

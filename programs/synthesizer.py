@@ -26,8 +26,8 @@ class Synthesize(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(TrajectorySynthesis)
 
-    def forward(self, text: str) -> dspy.Prediction:
-        out = self.predict(text=text)
+    def forward(self, text: str, config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(text=text, config=config or {})
         trajectory = Trajectory(tools=tools_from_specs(out.tools), messages=messages_from_turns(out.trajectory))
         return dspy.Prediction(is_procedural=out.is_procedural, tool_specs=list(out.tools),
                                trajectory=trajectory, patterns=list(out.patterns_used))
@@ -42,11 +42,11 @@ class Synthesizer(dspy.Module):
         self.synthesize = Synthesize()
         self.judge = Judge()
 
-    def forward(self, text: str, segment_id: str = "", source: str = "") -> dspy.Prediction:
+    def forward(self, text: str, segment_id: str = "", source: str = "", config: dict | None = None) -> dspy.Prediction:
         return dspy.Prediction(result=stopped_or_done(self._run, text, segment_id, source, "synthesize"))
 
     def _run(self, r: SegmentResult) -> None:
-        out = call_stage("synthesize", self.synthesize, text=r.segment.text)
+        out = call_stage("synthesize", self.synthesize, self.stages.parse_retries, text=r.segment.text)
         r.labels = FilterLabels(is_procedural=out.is_procedural)
         if not out.is_procedural:
             raise StageStop("filtered_out", "synthesize", "not a multi-step procedure")

@@ -49,7 +49,21 @@ def test_unparseable_stage_output_is_a_parse_error_at_that_stage():
     result, engine = run(PROCEDURE, {TrajectoryGeneration: lambda i: "Sure! Here is a conversation: ..."})
     assert (result.outcome, result.stage) == ("parse_error", "generate")
     assert result.workflows and result.draft is None
-    assert engine.calls["TrajectoryGeneration"] == 1  # no silent second call through another adapter
+    # Asked once more (parse_retries=1, a fresh uncached call), never through another adapter.
+    assert engine.calls["TrajectoryGeneration"] == 2
+
+
+def test_a_one_off_garbled_answer_is_asked_again_and_recovers():
+    answers = iter(['{"trajectory": [{"role": "sys', None])
+
+    def flaky(i):
+        first = next(answers)
+        return first if first is not None else {"trajectory": TURNS, "patterns_used": []}
+
+    result, engine = run(PROCEDURE, {TrajectoryGeneration: flaky})
+    assert result.outcome == "accepted" and engine.calls["TrajectoryGeneration"] == 2
+    no_retry, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: "garbage"}, stages=Stages(parse_retries=0))
+    assert no_retry.outcome == "parse_error"
 
 
 def test_wrongly_typed_output_is_a_parse_error():
