@@ -17,6 +17,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,10 +100,13 @@ def conversation(rounds: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def answer_for(system: str, user: str) -> dict[str, Any] | str:
+    """The answer to one call; conversations differ per text, as a real model's would, so
+    no two segments share a judge request (and a cache entry)."""
+    case = zlib.crc32(user.encode()) % 100_000
     listed = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
     names = set(re.findall(r"^\d+\. `(\w+)`", listed, re.M))
     if "is_procedural" in names and "trajectory" in names:  # the synthesizer
-        return {"is_procedural": True, "tools": TOOLS, "trajectory": conversation(8), "patterns_used": PATTERNS}
+        return {"is_procedural": True, "tools": TOOLS, "trajectory": conversation(8, case), "patterns_used": PATTERNS}
     if "is_procedural" in names:
         return {"is_procedural": "NOT PROCEDURAL" not in user, "summary": "Returning an item for a refund.",
                 "domain": "online retail returns", "platform": "store website", "task_category":
@@ -110,10 +114,10 @@ def answer_for(system: str, user: str) -> dict[str, Any] | str:
     if "workflows" in names:
         return {"workflows": WORKFLOWS, "tools": TOOLS}
     if "refined_trajectory" in names:
-        return {"refined_tools": TOOLS, "refined_trajectory": conversation(8, seed=1),
+        return {"refined_tools": TOOLS, "refined_trajectory": conversation(8, case),
                 "patterns_used": ["long_noisy_context", "multi_constraint_turn", "pitfall"]}
     if "trajectory" in names:
-        return {"trajectory": conversation(6), "patterns_used": PATTERNS}
+        return {"trajectory": conversation(6, case), "patterns_used": PATTERNS}
     if "tool_call_hallucination" in names:
         ok = {"passed": True, "offending_messages": [], "reason": "Every value is grounded."}
         return {"tool_call_hallucination": ok, "capability_hallucination": ok, "context_hallucination": ok}
@@ -144,6 +148,7 @@ class Stats:
     busy_seconds: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0
+    stages: Counter = field(default_factory=Counter)
 
 
 class StageServer:
@@ -180,6 +185,7 @@ class StageServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms ACK stalls
 
             def log_message(self, *args):
                 pass
@@ -196,6 +202,11 @@ class StageServer:
                 if cut:
                     self.close_connection = True
 
+            def do_GET(self):  # /stats: what the server did, for benchmarks in another process
+                st = server.stats
+                self._send(200, {"requests": st.requests, "faults": dict(st.faults), "busy_seconds": st.busy_seconds,
+                                 "max_in_flight": st.max_in_flight, "stages": dict(st.stages)})
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fault, delay = server._draw()
@@ -211,6 +222,8 @@ class StageServer:
                     messages = body.get("messages", [])
                     system = next((m["content"] for m in messages if m["role"] == "system"), "")
                     answer = answer_for(system, messages[-1]["content"] if messages else "")
+                    with server._lock:
+                        server.stats.stages[next(iter(answer)) if isinstance(answer, dict) else "probe"] += 1
                     content = answer if isinstance(answer, str) else json.dumps(answer)
                     if fault == "500":
                         return self._send(500, {"error": {"message": "internal error", "type": "server_error"}})

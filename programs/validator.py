@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -227,11 +228,17 @@ def _check_arguments(i: int, name: str, params: dict, args: dict) -> Iterator[Vi
         if not isinstance(schema, dict):
             continue
         try:
-            errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: e.path)
+            errors = sorted(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value), key=lambda e: e.path)
         except SchemaError:
             continue  # reported by check_tools
         if errors:
             yield violation("C004", i, f"`{name}.{key}` = {json.dumps(value)[:60]}: {errors[0].message[:120]}")
+
+
+@lru_cache(maxsize=4096)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """One compiled validator per distinct parameter schema (they repeat across calls and rows)."""
+    return Draft202012Validator(json.loads(schema_json))
 
 
 _WORD = re.compile(r"[\w@.+-]+", re.UNICODE)
