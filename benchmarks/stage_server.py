@@ -190,6 +190,12 @@ class StageServer:
             def log_message(self, *args):
                 pass
 
+            def handle(self):
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    pass  # a client killed mid-request (the resume benchmark does that on purpose)
+
             def _send(self, status: int, payload: dict, headers: dict | None = None, cut: bool = False):
                 data = json.dumps(payload).encode()
                 self.send_response(status)

@@ -160,7 +160,10 @@ class Runner:
         previous = self._check_resume(manifest)
         configure_cache(cfg.cache_dir)
         default_lm = assign_models(program, self.plan)
-        dspy.configure(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, max_history_size=0)
+        # DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists, even at
+        # max_history_size=0: over a large corpus that is memory that grows and O(n) pops per call.
+        dspy.configure(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
+                       max_trace_size=0)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
         meta = {"model": self.plan.default.model, "program_version": f"{VERSION} {type(program).__name__}",

@@ -113,10 +113,9 @@ def check_tools(tools: list[Tool]) -> Iterator[Violation]:
         if not tool.function.description.strip():
             yield violation("T005", None, f"`{name}` has an empty description")
         params = tool.function.parameters
-        try:
-            Draft202012Validator.check_schema(params)
-        except SchemaError as exc:
-            yield violation("T004", None, f"`{name}`: {exc.message}")
+        problem = _schema_problem(json.dumps(params, sort_keys=True))
+        if problem:
+            yield violation("T004", None, f"`{name}`: {problem}")
             continue
         if params.get("type") != "object":
             yield violation("T004", None, f"`{name}`: parameters must have type object, got {params.get('type')!r}")
@@ -233,6 +232,16 @@ def _check_arguments(i: int, name: str, params: dict, args: dict) -> Iterator[Vi
             continue  # reported by check_tools
         if errors:
             yield violation("C004", i, f"`{name}.{key}` = {json.dumps(value)[:60]}: {errors[0].message[:120]}")
+
+
+@lru_cache(maxsize=4096)
+def _schema_problem(schema_json: str) -> str | None:
+    """Why a parameters schema is not valid JSON Schema, or None; checked once per distinct schema."""
+    try:
+        Draft202012Validator.check_schema(json.loads(schema_json))
+    except SchemaError as exc:
+        return exc.message
+    return None
 
 
 @lru_cache(maxsize=4096)
