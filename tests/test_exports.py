@@ -265,3 +265,22 @@ def test_trl_trains_one_step_with_the_assistant_only_mask(run_dir, sdist, tmp_pa
     assert "A-2 is cancelled." in learned
     assert "I changed my mind" not in learned  # user turns are not
     assert '"status": "cancelled"' not in learned  # nor tool results
+
+
+def test_finetune_entry_trains_a_synthesizer_on_gem_sft_chats(run_dir, sdist, tmp_path):
+    """`gem-synth finetune --backend trl` on the gem-sft export, with a tiny model on the CPU."""
+    import trl
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(sdist), gguf_file="ggml-vocab-qwen2.gguf")
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3_training.jinja").read_text()
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    base = tmp_path / "tiny-base"
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    assert main(["export", "--format", "gem-sft", str(run_dir), str(tmp_path / "sft")]) == 0
+    assert main(["finetune", "--data", str(tmp_path / "sft"), "--base-model", str(base), "--backend", "trl",
+                 "--out", str(tmp_path / "tuned"), "--max-steps", "1", "--allow-cpu"]) == 0
+    assert (tmp_path / "tuned" / "config.json").is_file()
+    assert list((tmp_path / "tuned").glob("*.safetensors"))
