@@ -94,9 +94,10 @@ def usage_of(tracker) -> dict[str, int]:
             "lm_calls": calls}
 
 
-def _work(program: dspy.Module, segment: Segment) -> tuple[SegmentResult, dict[str, int], float]:
+def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
+          ) -> tuple[SegmentResult, dict[str, int], float]:
     started = time.perf_counter()
-    with dspy.track_usage() as tracker:
+    with dspy.context(**settings), dspy.track_usage() as tracker:
         try:
             result = run_segment(program, segment)
         except Exception as exc:  # a failure outside any model's doing: recorded, the run goes on
@@ -160,10 +161,11 @@ class Runner:
         previous = self._check_resume(manifest)
         configure_cache(cfg.cache_dir)
         default_lm = assign_models(program, self.plan)
+        # Set per worker thread (dspy.context), not globally, so a caller's settings are left as they were.
         # DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists, even at
         # max_history_size=0: over a large corpus that is memory that grows and O(n) pops per call.
-        dspy.configure(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
-                       max_trace_size=0)
+        self.settings = dict(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
+                             max_trace_size=0)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
         meta = {"model": self.plan.default.model, "program_version": f"{VERSION} {type(program).__name__}",
@@ -207,7 +209,7 @@ class Runner:
                 if self.preflight is not None:
                     self.preflight()
                     self.preflight = None
-                in_flight[pool.submit(_work, program, item)] = item
+                in_flight[pool.submit(_work, program, item, self.settings)] = item
             while in_flight:
                 processed += self._drain(in_flight, journal, meta, bar)
         except KeyboardInterrupt:
