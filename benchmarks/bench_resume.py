@@ -54,15 +54,15 @@ def main() -> None:
         calls_3 = server_stats(url)["requests"] - calls_1 - calls_2
         ids = [e["id"] for e in entries]
     unfinished = n - finished
-    rows = [["killed at half way", n, f"{finished} finished", calls_1, "-"],
-            ["rerun", unfinished, unfinished * CALLS_PER_SEGMENT, calls_2 - 1,
+    rows = [["killed at half way", n, finished, n * CALLS_PER_SEGMENT, calls_1 - 1, "-"],
+            ["rerun", unfinished, unfinished, unfinished * CALLS_PER_SEGMENT, calls_2 - 1,
              f"{(calls_2 - 1) / (unfinished * CALLS_PER_SEGMENT):.2f}"],
-            ["rerun of the finished run", 0, 0, calls_3, "-"]]
+            ["rerun of the finished run", 0, 0, 0, calls_3, "-"]]
     print(f"\nResume after kill -9 at half way, {n} segments, {args.workers} workers ({machine()})\n")
-    print(table(["run", "segments to do", "calls if nothing were cached", "LM calls made", "made / uncached"],
-                rows))
+    print(table(["run", "segments to do", "segments finished", "calls if nothing were cached", "LM calls made",
+                 "made / uncached"], rows))
     print(f"\nfinished segments run again: {len(again)}; journal entries {len(ids)}, distinct ids {len(set(ids))}; "
-          "the rerun's count excludes its one pre-flight call")
+          "LM calls exclude each run's one pre-flight call")
 
 
 if __name__ == "__main__":
