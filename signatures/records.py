@@ -49,20 +49,8 @@ REFINEMENT_PATTERNS = (
     "multi_constraint_turn",
     "pitfall",
 )
-Pattern = Literal[
-    "rule_conflict",
-    "error_recovery",
-    "clarification",
-    "multi_hop_reasoning",
-    "rule_awareness",
-    "long_noisy_context",
-    "clarification_inferable",
-    "clarification_not_inferable",
-    "no_tool_available",
-    "user_guided_steps",
-    "multi_constraint_turn",
-    "pitfall",
-]
+# Literal over a tuple unpacks it: one list of names, no second copy to keep in step.
+Pattern = Literal[tuple(dict.fromkeys(GENERATION_PATTERNS + REFINEMENT_PATTERNS))]
 
 Stage = Literal["filter", "extract", "generate", "refine", "synthesize", "validate", "judge", "run"]
 Outcome = Literal["accepted", "filtered_out", "parse_error", "rule_violations", "judge_failed", "lm_error", "error"]
