@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -113,9 +114,7 @@ def cmd_run(args) -> int:
     from programs.pipeline import Stages
     from programs.runner import RunConfig, run
 
-    stages = Stages.parse(args.stages)
-    stages = Stages(filter=stages.filter, refine=stages.refine, judge=stages.judge,
-                    strict_grounding=args.strict_grounding)
+    stages = replace(Stages.parse(args.stages), strict_grounding=args.strict_grounding)
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
     options = CorpusOptions(segment_words=args.segment_words, text_field=args.text_field,
