@@ -63,7 +63,7 @@ WORKFLOWS = [
          "depends_on": ["check"]},
         {"name": "pickup", "description": "Book the pickup.", "tools": ["schedule_pickup"],
          "depends_on": ["open_return"]}],
-     "branches": [{"at_step": "check", "condition": "item not eligible", "then_step": "identify", "else_step": ""}],
+     "branches": [{"at_step": "check", "condition": "item not eligible", "then": {"kind": "refuse", "name": ""}, "otherwise": None}],
      "constraints": [{"kind": "deadline", "description": "Returns within 30 days of delivery."}]},
     {"name": "track_refund", "goal": "Know when the refund arrives.", "steps": [
         {"name": "status", "description": "Read the refund status.", "tools": ["get_refund_status"],
@@ -120,7 +120,8 @@ def answer_for(system: str, user: str) -> dict[str, Any] | str:
         return {"trajectory": conversation(6, case), "patterns_used": PATTERNS}
     if "tool_call_hallucination" in names:
         ok = {"passed": True, "offending_messages": [], "reason": "Every value is grounded."}
-        return {"tool_call_hallucination": ok, "capability_hallucination": ok, "context_hallucination": ok}
+        return {"tool_call_hallucination": ok, "capability_hallucination": ok, "context_hallucination": ok,
+                "patterns_exercised": []}
     return "OK"
 
 

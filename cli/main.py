@@ -125,7 +125,15 @@ def cmd_run(args) -> int:
                     limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
                     program_path=args.program, track=not args.no_track, trace=args.trace,
                     experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress)
-    summary = run(cfg, plan, preflight=lambda: [check_lm(s) for s in {plan.default, *plan.stages.values()}])
+    def preflight() -> None:
+        for spec in {plan.default, *plan.stages.values()}:
+            check_lm(spec)
+        judge, generator = plan.for_stage("judge"), plan.for_stage("generate")
+        if stages.judge and judge.model == generator.model and not (judge.is_local or judge.is_replay):
+            print(f"gem-synth: note: the judge is the generating model ({judge.model}), so it grades its own "
+                  "conversations; GEM judged with a different model: set --judge-lm", file=sys.stderr)
+
+    summary = run(cfg, plan, preflight=preflight)
     print(summary.table())
     print(f"trajectories: {args.out / 'trajectories'}   rejects: {args.out / 'rejects'}   "
           f"summary: {args.out / 'summary.json'}")

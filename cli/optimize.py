@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from programs.adapter import GEMJSONAdapter
 
 
 def add_parsers(sub, add_model_options) -> None:
@@ -83,7 +84,7 @@ def _setup(args, plan):
     configure_cache(args.cache_dir)
     program = build_program(args.program, Stages.parse(args.stages))
     lm = assign_models(program, plan)
-    dspy.configure(lm=lm, adapter=dspy.JSONAdapter(), max_history_size=0)
+    dspy.configure(lm=lm, adapter=GEMJSONAdapter(), max_history_size=0)
     return program, lm
 
 

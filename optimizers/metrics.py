@@ -130,7 +130,7 @@ def score_result(result: SegmentResult, example=None, targets: Targets = Targets
         verdicts = [result.judge.tool_call_hallucination, result.judge.capability_hallucination,
                     result.judge.context_hallucination]
         parts["judge"] = sum(v.passed for v in verdicts) / 3
-        feedback += [f"judge: {name} failed: {v.reason}" for name, v in result.judge if not v.passed]
+        feedback += [f"judge: {name} failed: {v.reason}" for name, v in result.judge.rubrics().items() if not v.passed]
     else:
         shares["validity"] += shares.pop("judge")
     total = sum(shares[k] * parts[k] for k in shares)

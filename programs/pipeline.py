@@ -145,7 +145,9 @@ class GEMPipeline(dspy.Module):
         final, r.patterns = generated.trajectory, generated.patterns
 
         if self.stages.refine:
-            issues = [v.line() for v in validate(r.draft.to_openai())]
+            # Errors only: a grounding warning is a heuristic's doubt, and handing it to the refiner as
+            # a fault made it rewrite natural user turns into ISO dates and exact codes.
+            issues = [v.line() for v in errors(validate(r.draft.to_openai()))]
             refined = call_stage("refine", self.refine, self.stages.parse_retries, text=text, workflows=r.workflows,
                             tool_specs=extracted.tool_specs, turns=generated.turns, known_issues=issues)
             final, r.patterns = refined.trajectory, refined.patterns
@@ -168,10 +170,11 @@ def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
         raise StageStop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
 
     if stages.judge:
-        r.judge = call_stage("judge", judge, stages.parse_retries, trajectory=final).verdicts
+        r.judge = call_stage("judge", judge, stages.parse_retries, trajectory=final,
+                             claimed_patterns=list(r.patterns)).verdicts
         r.stage = "judge"
         if not r.judge.passed:
-            failed = [name for name, v in r.judge if not v.passed]
+            failed = [name for name, v in r.judge.rubrics().items() if not v.passed]
             raise StageStop("judge_failed", "judge", f"failed {', '.join(failed)}")
 
     r.record = TrajectoryRecord(

@@ -78,9 +78,13 @@ class Judge(dspy.Module):
         super().__init__()
         self.predict = dspy.Predict(HallucinationJudge)
 
-    def forward(self, trajectory: Trajectory, config: dict | None = None) -> dspy.Prediction:
-        out = self.predict(tools=trajectory.tools, conversation=trajectory.transcript(), config=config or {})
+    def forward(self, trajectory: Trajectory, claimed_patterns: list[str] | None = None,
+                config: dict | None = None) -> dspy.Prediction:
+        out = self.predict(tools=trajectory.tools, conversation=trajectory.transcript(),
+                           claimed_patterns=list(claimed_patterns or []), config=config or {})
+        claimed = set(claimed_patterns or [])
         verdicts = JudgeVerdicts(tool_call_hallucination=out.tool_call_hallucination,
                                  capability_hallucination=out.capability_hallucination,
-                                 context_hallucination=out.context_hallucination)
+                                 context_hallucination=out.context_hallucination,
+                                 patterns_exercised=[p for p in out.patterns_exercised if p.pattern in claimed])
         return dspy.Prediction(verdicts=verdicts)

@@ -91,9 +91,10 @@ class DraftToolCall(BaseModel):
 
 class Turn(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
-    content: str = Field(description="The text of the turn. For a tool turn: the tool's JSON result or error.")
+    content: str = Field(description='The text of the turn; "" for an assistant turn that makes a tool call. '
+                                     "For a tool turn: the tool's JSON result or error.")
     tool_calls: list[DraftToolCall] = Field(
-        default_factory=list, description="Assistant turns only: the calls made in this turn, else empty."
+        default_factory=list, description="Assistant turns only: the one call this turn makes; empty for every other turn."
     )
     tool_call_id: str = Field(default="", description="Tool turns only: the id of the call this answers, else empty.")
 

@@ -2,26 +2,30 @@
 
 import dspy
 
+from signatures.conventions import instruction
 from signatures.drafts import ToolSpec
 from signatures.workflow import Workflow
 
 
 class WorkflowExtraction(dspy.Signature):
-    """Extract the implicit workflows of a procedural text and design the tools an agent needs to carry them out.
+    __doc__ = instruction("""Extract the implicit workflows of a procedural text and design the tools an agent needs to carry them out.
 
-    Workflows. Abstract every procedure the text describes into a workflow:
+    Workflows. Abstract every procedure the text describes into a workflow of its own:
+    one workflow per distinct procedure, as many as the text has (often one to three).
     - ordered steps, each a single action, named in snake_case, with the steps it depends
       on (`depends_on`) so that the steps form an execution graph such as
       (login) -> (search_items) -> (edit_item);
     - conditional branches where the text says what happens if something holds or not
-      (e.g. "if the amount exceeds 500 USD, a supervisor must approve");
+      (e.g. "if the amount exceeds 500 USD, a supervisor must approve"): each leads to a
+      step of the workflow, to another workflow, or ends the procedure (`refuse`, `stop`,
+      `escalate`);
     - constraints: uniqueness and limit rules ("one active claim per visit", "at most
       three changes per booking"), preconditions, deadlines and eligibility rules. Take
       them from the text; where the text clearly implies a rule, state it explicitly.
     Do not invent steps the text does not support, but do make implicit steps explicit
     (identifying the user before changing their account, checking status before acting).
 
-    Tools. Design the tool set of the system behind the workflow, as if it were an API
+    Tools. Design the tool set of the system behind the workflows, as if it were an API
     over the domain's database:
     - single-purpose functions: one tool does one thing (look up, list, create, update,
       cancel, submit...), never a tool that runs a whole workflow;
@@ -33,14 +37,17 @@ class WorkflowExtraction(dspy.Signature):
       closed sets as `enum`, formats (ISO 8601 dates, currency codes) in the description;
       mark a parameter required only when the call is meaningless without it;
     - every workflow step that acts on the system is covered by at least one tool, and
-      every step's `tools` list names tools from this set exactly;
-    - typically 4 to 10 tools for a workflow; steps done only by the user in the real
-      world (signing a paper form, visiting an office) get no tool.
-    """
+      every step's `tools` list names tools from this set exactly; steps done only by the
+      user in the real world (signing a paper form, visiting an office) get no tool;
+    - size: enough tools for every step of every workflow, typically 6 to 12 for a text,
+      since the conversations written later call 8 or more distinct tools.
+
+    {secrets}
+    """)
 
     text: str = dspy.InputField(desc="A segment that describes a multi-step procedure.")
     summary: str = dspy.InputField(desc="One-line summary of the segment from the relevance filter.")
     domain: str = dspy.InputField(desc="Domain label from the relevance filter.")
 
-    workflows: list[Workflow] = dspy.OutputField(desc="The workflows the text describes, usually one to three.")
+    workflows: list[Workflow] = dspy.OutputField(desc="The workflows the text describes, one per distinct procedure.")
     tools: list[ToolSpec] = dspy.OutputField(desc="The tool set that carries out every workflow step acting on the system.")

@@ -3,57 +3,67 @@
 import dspy
 
 from signatures.drafts import ToolSpec, Turn
-from signatures.records import Pattern
+from signatures.conventions import instruction
+from signatures.records import GenerationPattern
 from signatures.workflow import Workflow
 
 
 class TrajectoryGeneration(dspy.Signature):
-    """Write one complete, realistic multi-turn conversation in which an assistant serves a user by calling the given tools.
+    __doc__ = instruction("""Write one complete, realistic multi-turn conversation in which an assistant serves a user by calling the given tools.
 
     You write every turn yourself, in one pass: the system prompt, the user, the
     assistant, and the tools' responses (simulated, as the real system would answer).
 
     Structure (turn roles and order):
-    1. The first turn is `system`: the assistant's role in this domain and the domain
-       rules drawn from the text (eligibility, limits, deadlines, uniqueness rules, what
-       needs confirmation), written as clear numbered rules. No other system turn.
-    2. Then user and assistant turns alternate. An assistant turn either answers in text
-       or makes exactly one tool call (`tool_calls` with one entry, `content` may be empty).
+    1. The first turn is `system`: the assistant's role in this domain, the current date,
+       and the domain rules drawn from the text (eligibility, limits, deadlines,
+       uniqueness rules, what needs confirmation), written as clear numbered rules. No
+       other system turn.
+    2. Then user and assistant turns alternate, the assistant's side being one or more
+       assistant turns in a row (calls and their results, then a text turn).
     3. Every tool call is followed immediately by one `tool` turn whose `tool_call_id` is
        that call's id and whose content is the tool's JSON result or error.
     4. After a tool turn comes an assistant turn (another call, or text for the user),
        never a user turn: the assistant always reads the result before the user speaks.
-    5. The conversation ends with an assistant text turn. No turn is empty.
+    5. The conversation ends with an assistant text turn.
+
+    {tool_call_turns}
 
     Content:
     - The user has a real goal from the workflows. User requests may be ambiguous,
       complex (several needs at once) or may break a domain rule.
     - Tool calls use only tools from the tool set, with argument names and types exactly
       as defined, and arguments as a JSON object string.
-    - The assistant never invents an ID, name, date, amount or any other value: every
-      argument value is something the user said or an earlier tool result returned. When
-      a needed value is missing, the assistant asks for it.
+    - The assistant never invents a value. When a needed value is missing, it asks.
     - Before any write operation (create, update, submit, cancel, delete) the assistant
       states what it will do and gets the user's explicit confirmation in a user turn.
     - Tool responses are realistic: plausible IDs, dates, amounts and statuses that stay
       consistent across the conversation, and realistic errors (not found, invalid
       state, limit reached, validation failure). An error message says what went wrong,
       never how to fix it or which call to make instead.
-    - Use at least 3 of these 5 patterns, each at most twice, and list those you used:
+    - Use at least 3 of these 5 patterns, each at most twice, and list exactly those you
+      used in `patterns_used`:
       `rule_conflict` (the user wants something a domain rule forbids; the assistant
       holds the rule and explains it); `error_recovery` (a tool returns an error and the
       assistant recovers sensibly); `clarification` (the assistant asks about an
       ambiguous request before acting); `multi_hop_reasoning` (the assistant combines
       several tool results to reach an answer); `rule_awareness` (the assistant checks or
       cites a domain rule before acting).
-    - A typical trajectory has 16 to 30 turns and calls 4 or more distinct tools.
-    """
+    - Size: this is a first draft that a later step makes longer and harder. Aim for 16
+      to 30 turns and 4 or more distinct tools called.
+
+    {grounding}
+
+    {secrets}
+
+    {persona}
+    """)
 
     text: str = dspy.InputField(desc="The source text the domain, rules and procedure come from.")
     workflows: list[Workflow] = dspy.InputField(desc="The workflows extracted from the text.")
     tools: list[ToolSpec] = dspy.InputField(desc="The tool set: the only tools the assistant may call.")
 
     trajectory: list[Turn] = dspy.OutputField(desc="The whole conversation, system turn first, in order.")
-    patterns_used: list[Pattern] = dspy.OutputField(
-        desc="The patterns the conversation exercises, from the five generation patterns."
+    patterns_used: list[GenerationPattern] = dspy.OutputField(
+        desc="The generation patterns the conversation really exercises (at least 3)."
     )

@@ -1,25 +1,23 @@
-"""Validation by an LM judge: GEM's three binary hallucination rubrics."""
+"""Validation by an LM judge: GEM's three binary hallucination rubrics, and which claimed patterns are real."""
 
 import dspy
 
 from signatures.chat import Tool
-from signatures.records import RubricVerdict
+from signatures.conventions import instruction
+from signatures.records import PatternEvidence, RubricVerdict
 
 
 class HallucinationJudge(dspy.Signature):
-    """Judge a tool-use conversation for three kinds of hallucination, each pass or fail.
+    __doc__ = instruction("""Judge a tool-use conversation for three kinds of hallucination, each pass or fail, and check which claimed patterns it really exercises.
 
     Messages are numbered from 0 in the order given. Judge the assistant's turns only;
     user turns and tool results are the ground truth the assistant must stay faithful to.
     Structural rules (tool names, argument types, turn order) have already been checked
     by a program: judge meaning, not format.
 
-    R1 `tool_call_hallucination`: fail if any argument value in an assistant tool call
-    cannot be derived from the conversation so far, that is from the system prompt, what
-    the user said, or what earlier tool results returned. Reasonable normalisation is
-    fine ("next Friday" to a date given the current date in context, "two" to 2,
-    "Economy" to an enum value `economy`); an ID, name, amount or date that appears
-    nowhere before the call is a hallucination.
+    R1 `tool_call_hallucination`: fail if any argument value in an assistant tool call is
+    not grounded under this rule:
+    {grounding}
 
     R2 `capability_hallucination`: fail if the assistant claims it cannot do something
     that one of the tools allows, or claims to have done or to be able to do something
@@ -33,11 +31,22 @@ class HallucinationJudge(dspy.Signature):
 
     For each rubric give `passed`, the 0-based indices of the offending messages (empty
     when passed) and a short reason that names the offending value or claim.
-    """
+
+    Patterns: the conversation's author claims it exercises `claimed_patterns`. For each
+    claimed pattern that the conversation really exercises, give the pattern, the indices
+    of the messages that show it and one sentence of evidence. Leave out every claimed
+    pattern it does not really exercise (a mention is not an exercise: an error result
+    the assistant never recovers from is not `error_recovery`). The patterns:
+    {pattern_definitions}
+    """)
 
     tools: list[Tool] = dspy.InputField(desc="The tool definitions available to the assistant (OpenAI format).")
     conversation: str = dspy.InputField(desc="The conversation, one message per block, each headed `[index] role`.")
+    claimed_patterns: list[str] = dspy.InputField(desc="The patterns the conversation's author says it exercises.")
 
-    tool_call_hallucination: RubricVerdict = dspy.OutputField(desc="R1: argument values not derivable from the conversation.")
+    tool_call_hallucination: RubricVerdict = dspy.OutputField(desc="R1: argument values not grounded in the conversation.")
     capability_hallucination: RubricVerdict = dspy.OutputField(desc="R2: false claims about what the assistant can or cannot do.")
     context_hallucination: RubricVerdict = dspy.OutputField(desc="R3: wrong references to earlier turns or values that drift.")
+    patterns_exercised: list[PatternEvidence] = dspy.OutputField(
+        desc="The claimed patterns the conversation really exercises, each with message indices and evidence."
+    )

@@ -37,7 +37,8 @@ TaskCategory = Literal[
     "other",
 ]
 
-# GEM's generation patterns (a trajectory uses >= 3, each <= twice) and refinement patterns.
+# GEM's generation patterns (a trajectory uses >= 3, each <= twice) and refinement patterns
+# (GEM section 3.2). Each stage's output is typed with its own list; a record carries any.
 GENERATION_PATTERNS = ("rule_conflict", "error_recovery", "clarification", "multi_hop_reasoning", "rule_awareness")
 REFINEMENT_PATTERNS = (
     "error_recovery",
@@ -49,8 +50,11 @@ REFINEMENT_PATTERNS = (
     "multi_constraint_turn",
     "pitfall",
 )
-# Literal over a tuple unpacks it: one list of names, no second copy to keep in step.
-Pattern = Literal[tuple(dict.fromkeys(GENERATION_PATTERNS + REFINEMENT_PATTERNS))]
+ALL_PATTERNS = tuple(dict.fromkeys(GENERATION_PATTERNS + REFINEMENT_PATTERNS))
+# Literal over a tuple unpacks it: one list of names per stage, no second copy to keep in step.
+GenerationPattern = Literal[GENERATION_PATTERNS]
+RefinementPattern = Literal[REFINEMENT_PATTERNS]
+Pattern = Literal[ALL_PATTERNS]
 
 Stage = Literal["filter", "extract", "generate", "refine", "synthesize", "validate", "judge", "run"]
 Outcome = Literal["accepted", "filtered_out", "parse_error", "rule_violations", "judge_failed", "lm_error", "error"]
@@ -79,15 +83,27 @@ class RubricVerdict(BaseModel):
     reason: str = Field(description="One or two sentences: what is wrong and where, or why it passes.")
 
 
+class PatternEvidence(BaseModel):
+    pattern: Pattern = Field(description="A claimed pattern that the conversation really exercises.")
+    message_indices: list[int] = Field(description="0-based indices of the messages that show it.")
+    evidence: str = Field(description="One sentence: what happens in those messages.")
+
+
 class JudgeVerdicts(BaseModel):
     tool_call_hallucination: RubricVerdict  # R1
     capability_hallucination: RubricVerdict  # R2
     context_hallucination: RubricVerdict  # R3
+    patterns_exercised: list[PatternEvidence] = Field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in (self.tool_call_hallucination, self.capability_hallucination,
-                                      self.context_hallucination))
+        return all(v.passed for v in self.rubrics().values())
+
+    def rubrics(self) -> dict[str, RubricVerdict]:
+        """R1, R2, R3 by field name, in GEM's order."""
+        return {"tool_call_hallucination": self.tool_call_hallucination,
+                "capability_hallucination": self.capability_hallucination,
+                "context_hallucination": self.context_hallucination}
 
 
 Severity = Literal["error", "warning"]

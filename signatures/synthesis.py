@@ -2,12 +2,13 @@
 
 import dspy
 
+from signatures.conventions import instruction
 from signatures.drafts import ToolSpec, Turn
 from signatures.records import Pattern
 
 
 class TrajectorySynthesis(dspy.Signature):
-    """Turn a text into the tool set of the system it describes and one complete, realistic, hard tool-use conversation, in a single pass.
+    __doc__ = instruction("""Turn a text into the tool set of the system it describes and one complete, realistic, hard tool-use conversation, in a single pass.
 
     First decide whether the text describes a multi-step operational procedure that a
     tool-using assistant could carry out or support (sign in, look up, fill in, submit,
@@ -22,33 +23,42 @@ class TrajectorySynthesis(dspy.Signature):
     submit, cancel), each marked with its kind; snake_case verb_object names, unique;
     self-explanatory parameter names with precise types (integer vs number, booleans,
     arrays with element types, closed sets as enums, formats such as ISO 8601 dates in the
-    description); required only when the call is meaningless without it; usually 6 to 10
+    description); required only when the call is meaningless without it; usually 8 to 12
     tools, covering every step of the procedure that acts on the system.
 
     Conversation, written in full, turn by turn:
-    1. The first turn is the only `system` turn: the assistant's role, a database schema
-       (the records behind the tools and their key fields), a user persona, and the domain
-       rules from the text (eligibility, limits, deadlines, uniqueness, what needs
+    1. The first turn is the only `system` turn: the assistant's role, the current date, a
+       database schema (the records behind the tools and their key fields) and the
+       domain rules from the text (eligibility, limits, deadlines, uniqueness, what needs
        confirmation) as numbered rules.
-    2. User and assistant turns alternate; an assistant turn either answers in text or
-       makes exactly one tool call, with arguments as a JSON object string.
+    2. User and assistant turns alternate, the assistant's side being one or more
+       assistant turns in a row (calls and their results, then a text turn).
     3. Every tool call is followed immediately by one `tool` turn with that call's id and
        the tool's JSON result or error; after a tool turn comes an assistant turn, never a
-       user turn. The conversation ends with an assistant text turn; no turn is empty.
-    4. The assistant never invents a value: every argument was said by the user or
-       returned by an earlier tool result; when a value is missing it asks. Before any
+       user turn. The conversation ends with an assistant text turn.
+    4. The assistant never invents a value; when a value is missing it asks. Before any
        write it states what it will do and gets the user's explicit confirmation.
     5. Tool results are realistic and consistent across the conversation; errors say what
        went wrong, never how to fix it. Some results are long lists with irrelevant
        records the assistant must sift.
-    6. Make it hard: at least one user turn with several constraints at once, one or two
-       pitfalls the assistant must avoid, and at least three of these patterns (list the
-       ones you use): `rule_conflict`, `error_recovery`, `clarification` (or
-       `clarification_inferable` / `clarification_not_inferable`), `multi_hop_reasoning`,
-       `rule_awareness`, `long_noisy_context`, `no_tool_available`, `user_guided_steps`,
-       `multi_constraint_turn`, `pitfall`.
-    Aim for 40 to 50 turns, 8 or more distinct tools used and 15 or more tool calls.
-    """
+    6. Make it hard: the user has a persona, at least one user turn carries several
+       constraints at once, one or two pitfalls the assistant must avoid, and at least
+       three of the patterns below, each at most twice. List exactly those the
+       conversation exercises in `patterns_used`.
+    Size: aim for 40 to 50 turns, 8 or more distinct tools called and 15 or more tool
+    calls.
+
+    Patterns:
+    {pattern_definitions}
+
+    {tool_call_turns}
+
+    {grounding}
+
+    {secrets}
+
+    {persona}
+    """)
 
     text: str = dspy.InputField(desc="A segment of a document: a how-to, help page, policy or manual excerpt.")
 

@@ -20,11 +20,25 @@ class WorkflowStep(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="Names of the steps that must finish first.")
 
 
+class BranchTarget(BaseModel):
+    """Where a branch leads: a step of this workflow, another workflow, or an end of the procedure."""
+
+    kind: Literal["step", "workflow", "refuse", "stop", "escalate"] = Field(
+        description="`step`: go to a step of this workflow; `workflow`: continue in another workflow; "
+                    "`refuse`: the request is declined under a rule; `stop`: the procedure ends here "
+                    "(done or nothing more to do); `escalate`: handed to a person (a supervisor, an office)."
+    )
+    name: str = Field(default="", description="The step's name for `step`, the workflow's name for `workflow`; "
+                                              "empty for `refuse`, `stop` and `escalate`.")
+
+
 class Branch(BaseModel):
     at_step: str = Field(description="The step whose outcome is tested.")
     condition: str = Field(description="The condition, e.g. `claim amount exceeds 500 USD`.")
-    then_step: str = Field(description="The step taken when the condition holds.")
-    else_step: str = Field(default="", description="The step taken otherwise; empty if the flow just continues.")
+    then: BranchTarget = Field(description="Where the flow goes when the condition holds.")
+    otherwise: BranchTarget | None = Field(
+        default=None, description="Where it goes when the condition does not hold; null if the flow just continues."
+    )
 
 
 class Constraint(BaseModel):

@@ -68,7 +68,8 @@ PASS = {"passed": True, "offending_messages": [], "reason": "No problem found."}
 def verdicts(r1: bool = True, r2: bool = True, r3: bool = True) -> dict:
     def v(ok):
         return PASS if ok else {"passed": False, "offending_messages": [6], "reason": "invented value"}
-    return {"tool_call_hallucination": v(r1), "capability_hallucination": v(r2), "context_hallucination": v(r3)}
+    return {"tool_call_hallucination": v(r1), "capability_hallucination": v(r2), "context_hallucination": v(r3),
+            "patterns_exercised": []}
 
 
 def openai_record() -> dict:

@@ -15,6 +15,7 @@ import dspy
 import pytest
 
 from cli.main import main
+from programs.adapter import GEMJSONAdapter
 from programs.local_engine import LlamaCppEngine, capped
 from programs.models import ModelSpec, build_lm
 from signatures import (
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.local_model
 @pytest.fixture(scope="module")
 def local_lm():
     lm = build_lm(ModelSpec(), cache=False)
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter(), track_usage=True):
+    with dspy.context(lm=lm, adapter=GEMJSONAdapter(), track_usage=True):
         yield lm
 
 

@@ -6,6 +6,7 @@ import socket
 import dspy
 import pytest
 
+from programs.adapter import GEMJSONAdapter
 from programs.models import (
     ModelError,
     ModelSpec,
@@ -27,7 +28,7 @@ def answer(body):
 
 
 def predict(lm):
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    with dspy.context(lm=lm, adapter=GEMJSONAdapter()):
         return dspy.Predict(RelevanceFilter)(text="File a claim in three steps.")
 
 

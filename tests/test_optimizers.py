@@ -11,6 +11,7 @@ import pytest
 
 from optimizers.compile import Budget, compile_program, prompts
 from optimizers.evaluate import evaluate
+from programs.adapter import GEMJSONAdapter
 from programs.pipeline import GEMPipeline, Stages
 from signatures import TrajectoryGeneration
 from tests.fixtures import PROCEDURE, TURNS, handlers
@@ -36,7 +37,7 @@ DEV = [example(PROCEDURE, i) for i in range(8, 12)]
 @pytest.fixture
 def lm():
     lm, engine = scripted_lm(handlers({TrajectoryGeneration: generate}), cache=False)
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    with dspy.context(lm=lm, adapter=GEMJSONAdapter()):
         yield lm
 
 

@@ -3,6 +3,7 @@
 import dspy
 import pytest
 
+from programs.adapter import GEMJSONAdapter
 from programs.pipeline import GEMPipeline, Stages, run_segment
 from signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
 from signatures.records import Segment
@@ -12,7 +13,7 @@ from tests.scripted import scripted_lm, server_error
 
 def run(text, overrides=None, stages=None):
     lm, engine = scripted_lm(handlers(overrides))
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    with dspy.context(lm=lm, adapter=GEMJSONAdapter()):
         result = run_segment(GEMPipeline(stages), Segment(id="s1", source="test", text=text))
     return result, engine
 

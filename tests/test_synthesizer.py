@@ -7,6 +7,7 @@ import dspy
 import pytest
 
 from optimizers.distil import distil_prompt, pairs_from_results, sft_rows
+from programs.adapter import GEMJSONAdapter
 from programs.exports import parse_sft_answer
 from optimizers.evaluate import evaluate, evaluate_with_cost, side_by_side
 from programs.pipeline import GEMPipeline, Stages, run_segment
@@ -37,7 +38,7 @@ DEV = [example(PROCEDURE, i) for i in range(10, 14)]
 @pytest.fixture
 def engine():
     lm, engine = scripted_lm(handlers({TrajectorySynthesis: synthesize}))
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    with dspy.context(lm=lm, adapter=GEMJSONAdapter()):
         yield engine
 
 
