@@ -39,6 +39,7 @@ RULES: dict[str, Rule] = {r.code: r for r in [
     Rule("T004", "tool_schema_invalid", "parameters is not a valid JSON Schema of type object"),
     Rule("T005", "tool_description_missing", "a tool has no description"),
     Rule("T006", "parameter_untyped", "a parameter has no type"),
+    Rule("T007", "secret_parameter", "a tool takes a secret (password, PIN, CVV, security answer, card number)"),
     Rule("M001", "message_malformed", "a message is not a valid OpenAI chat message"),
     Rule("O001", "first_not_system", "the conversation does not start with a system message"),
     Rule("O002", "system_not_first", "a system message appears after the start"),
@@ -59,6 +60,11 @@ RULES: dict[str, Rule] = {r.code: r for r in [
 ]}
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A parameter that makes the user type a secret into the chat (conventions.SECRETS), by its
+# snake_case or camelCase words: `password`, `new_pin`, `cvv`, `securityAnswer`, `card_number`.
+SECRET_PARAMETER = re.compile(
+    r"(?:^|_)(?:password|passwd|passcode|passphrase|pin|pin_code|cvv2?|cvc|security_answer|secret_answer|"
+    r"card_number|credit_card_number|secret)(?:_|$)")
 _TOOL = TypeAdapter(Tool)
 _MESSAGE = TypeAdapter(Message)
 
@@ -121,6 +127,8 @@ def check_tools(tools: list[Tool]) -> Iterator[Violation]:
             yield violation("T004", None, f"`{name}`: parameters must have type object, got {params.get('type')!r}")
             continue
         for pname, pschema in (params.get("properties") or {}).items():
+            if SECRET_PARAMETER.search(re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(pname)).lower()):
+                yield violation("T007", None, f"`{name}.{pname}` takes a secret from the conversation")
             if not isinstance(pschema, dict) or not ({"type", "enum", "const", "anyOf", "oneOf", "$ref"} & set(pschema)):
                 yield violation("T006", None, f"`{name}.{pname}` has no type")
         for missing in set(params.get("required") or []) - set(params.get("properties") or {}):
@@ -279,31 +287,112 @@ def _leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _grounded(value: Any, context: str, numbers: set[float]) -> bool:
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, (int, float)):
-        return float(value) in numbers
-    text = _norm(str(value))
-    if not text or text in context:
-        return True
-    words = _WORD.findall(text)
-    if len(words) <= 3:
+_NUMBER_WORDS = {w: float(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"dozen": 12.0, "half": 0.5, "once": 1.0, "twice": 2.0}
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december"]
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_DAY_MONTH = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?(?: of)? (" + "|".join(m[:3] for m in _MONTHS) + r")[a-z]*\.?\b")
+_MONTH_DAY = re.compile(r"\b(" + "|".join(m[:3] for m in _MONTHS) + r")[a-z]*\.? (\d{1,2})(?:st|nd|rd|th)?\b")
+
+
+class GroundingContext:
+    """What the conversation has said so far, in the forms GEM's grounding rule accepts.
+
+    The rule (signatures/conventions.py, GROUNDING) allows normalisation: a date said in
+    words written as ISO 8601 (also a weekday, "today" or "tomorrow" relative to a date in
+    the context), a number in words or with separators, a name's words in another order
+    or case, a value computed from two grounded numbers (sum, difference, product, or a
+    share as a percentage).
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.words: set[str] = set()
+        self.numbers: set[float] = set()
+        self.dates: set[tuple[int, int]] = set()  # (month, day) said in words
+        self.iso_dates: set[str] = set()
+        self.relative = False
+        self._derived: set[float] | None = None
+
+    def add(self, text: str) -> None:
+        norm = _norm(text)
+        self.text += "\n" + norm
+        words = _WORD.findall(norm)
+        self.words.update(w.strip(".,;:!?") for w in words)
+        self.numbers |= _numbers(text) | {_NUMBER_WORDS[w] for w in self.words if w in _NUMBER_WORDS}
+        self.dates |= {(_MONTHS.index(next(m for m in _MONTHS if m.startswith(mon))) + 1, int(day))
+                       for day, mon in _DAY_MONTH.findall(norm)}
+        self.dates |= {(_MONTHS.index(next(m for m in _MONTHS if m.startswith(mon))) + 1, int(day))
+                       for mon, day in _MONTH_DAY.findall(norm)}
+        self.iso_dates |= {"-".join(m) for m in _ISO_DATE.findall(norm)}
+        self.relative |= bool(self.words & {"today", "tomorrow", *_WEEKDAYS})
+        self._derived = None
+
+    def derived(self) -> set[float]:
+        """Numbers computed from two grounded numbers: sums, differences, products, percentages."""
+        if self._derived is None:
+            base = sorted(self.numbers)[:300]
+            out = set(base) | {n / 100 for n in base} | {n * 100 for n in base}
+            for k, a in enumerate(base):
+                for b in base[k:]:
+                    out |= {round(a + b, 6), round(abs(a - b), 6), round(a * b, 6)}
+            self._derived = out
+        return self._derived
+
+    def date_grounded(self, iso: str) -> bool:
+        import datetime as dt
+
+        try:
+            date = dt.date.fromisoformat(iso)
+        except ValueError:
+            return False
+        if (date.month, date.day) in self.dates:
+            return True
+        if not self.relative:
+            return False
+        for known in self.iso_dates:  # "tomorrow", "Friday" relative to a date the context gives
+            try:
+                delta = (date - dt.date.fromisoformat(known)).days
+            except ValueError:
+                continue
+            if 0 <= delta <= 14 and (delta <= 1 or _WEEKDAYS[date.weekday()] in self.words):
+                return True
         return False
-    # Free text (a note, a reason) is paraphrased, not copied: most of its words must be there.
-    return sum(w in context for w in words) / len(words) >= 0.6
+
+    def grounds(self, value: Any) -> bool:
+        if value is None or isinstance(value, bool):
+            return True
+        if isinstance(value, (int, float)):
+            return float(value) in self.numbers or round(float(value), 6) in self.derived()
+        text = _norm(str(value))
+        if not text or text in self.text:
+            return True
+        iso = _ISO_DATE.match(text)
+        if iso and self.date_grounded(iso.group(0)) and len(text) <= 25:
+            return True
+        words = [w.strip(".,;:!?") for w in _WORD.findall(text)]
+        words = [w for w in words if w]
+        if not words:
+            return False
+        present = sum(w in self.words or w in self.text for w in words)
+        if len(words) <= 3:
+            return present == len(words)  # a name or phrase in another order or case
+        # Free text (a note, a reason) is paraphrased, not copied: most of its words must be there.
+        return present / len(words) >= 0.6
 
 
 def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> Iterator[Violation]:
-    """Every argument value appears earlier in the system prompt, a user turn or a tool result.
+    """Every argument value is grounded in the system prompt, a user turn or a tool result before it.
 
-    Enum values are exempt (the schema itself offers them), and so are booleans.
-    Numbers match numerically (`1,200` grounds 1200.0); strings case- and
-    space-insensitively; free text of more than three words by word overlap.
+    GEM's grounding rule as `GroundingContext` applies it. Enum values are exempt (the
+    schema itself offers them), and so are booleans and nulls. A warning, not an error: it
+    approximates the judge's R1, which decides.
     """
     by_name = {t.name: t for t in tools}
-    context = ""
-    numbers: set[float] = set()
+    context = GroundingContext()
     for i, msg in messages:
         if isinstance(msg, AssistantMessage):
             for call in msg.tool_calls or []:
@@ -315,14 +404,12 @@ def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> I
                 for key, value in args.items():
                     enum = (props.get(key) or {}).get("enum") or []
                     for leaf in _leaves(value):
-                        if leaf in enum or _grounded(leaf, context, numbers):
+                        if leaf in enum or context.grounds(leaf):
                             continue
                         yield violation("G001", i, f"`{call.function.name}.{key}` = {json.dumps(leaf)[:60]} "
                                                    "appears nowhere earlier")
         else:
-            text = content_text(msg.content)
-            context += "\n" + _norm(text)
-            numbers |= _numbers(text)
+            context.add(content_text(msg.content))
 
 
 def validate(record: Any, grounding: bool = True) -> list[Violation]:

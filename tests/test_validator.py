@@ -72,6 +72,8 @@ CASES = {
     "T005 empty description": ("T005", None, add_tool(tool(description=" "))),
     "T006 untyped parameter": ("T006", None, add_tool(tool(parameters={
         "type": "object", "properties": {"x": {"description": "no type"}}}))),
+    "T007 secret parameter": ("T007", None, add_tool(tool(name="verify_account", parameters={
+        "type": "object", "properties": {"account_pin": {"type": "string"}}}))),
     "M001 unknown role": ("M001", 5, set_msg(5, {"role": "customer", "content": "Yes, please submit it."})),
     "O001 no system first": ("O001", 0, lambda r: r["messages"].pop(0)),
     "O002 system in the middle": ("O002", 5, insert_msg(5, {"role": "system", "content": "Reminder."})),
@@ -147,3 +149,54 @@ def test_assistant_tool_call_with_empty_content_is_valid():
 def test_non_object_record_and_missing_messages():
     assert [v.code for v in validate([1, 2])] == ["M001"]
     assert [v.code for v in validate({"tools": []})] == ["M001"]
+
+
+@pytest.mark.parametrize("name", ["password", "new_pin", "cvv", "securityAnswer", "card_number", "pin"])
+def test_tools_never_take_secrets(name):
+    record = openai_record()
+    record["tools"].append(tool(name="verify_user", parameters={"type": "object", "properties": {name: {"type": "string"}}}))
+    assert [v.code for v in validate(record)] == ["T007"]
+
+
+@pytest.mark.parametrize("name", ["pinned", "spinner_id", "card_last_four", "shipping_option"])
+def test_names_that_only_look_like_secrets_pass(name):
+    record = openai_record()
+    record["tools"].append(tool(name="lookup", parameters={"type": "object", "properties": {name: {"type": "string"}}}))
+    assert validate(record) == []
+
+
+def _grounding_codes(user_text, args, system=None):
+    record = openai_record()
+    record["messages"][1]["content"] = user_text
+    if system is not None:
+        record["messages"][0]["content"] = system
+    props = record["tools"][2]["function"]["parameters"]["properties"]
+    props.update({"visit_date": {"type": "string"}, "patient_name": {"type": "string"}})
+    set_args(6, {"visit_id": "V-7", **args})(record)
+    return [v.code for v in validate(record)]
+
+
+@pytest.mark.parametrize("user_text, args, system", [
+    # a date said in words, written as ISO 8601 (GEM's grounding rule, signatures/conventions.py)
+    ("I'm P-100, the visit on March 3rd cost 80 EUR.", {"amount": 80, "visit_date": "2026-03-03"}, None),
+    ("I'm P-100, the visit on 3 March cost 80 EUR.", {"amount": 80, "visit_date": "2026-03-03"}, None),
+    # a weekday relative to the current date the system prompt gives (2026-11-30 is a Monday)
+    ("I'm P-100, my visit last... no, this Friday, 80 EUR.", {"amount": 80, "visit_date": "2026-12-04"},
+     "You are a claims assistant. Today is 2026-11-30."),
+    # a number in words; a sum of two grounded amounts
+    ("I'm P-100, it was eighty... no, two scans of 40 and 45 EUR.", {"amount": 85}, None),
+    # a name in another order and case
+    ("I'm P-100, Anna Smith, 80 EUR.", {"amount": 80, "patient_name": "smith anna"}, None),
+])
+def test_grounding_accepts_the_normalisations_the_rule_allows(user_text, args, system):
+    assert _grounding_codes(user_text, args, system) == []
+
+
+@pytest.mark.parametrize("user_text, args", [
+    ("I'm P-100, the visit on March 3rd cost 80 EUR.", {"amount": 80, "visit_date": "2026-03-04"}),
+    ("I'm P-100, 80 EUR.", {"amount": 80, "visit_date": "2026-12-04"}),  # no date, no current date
+    ("I'm P-100, Anna Smith, 80 EUR.", {"amount": 80, "patient_name": "Anna Jones"}),
+    ("I'm P-100, two scans of 40 and 45 EUR.", {"amount": 97}),
+])
+def test_grounding_still_flags_invented_values(user_text, args):
+    assert _grounding_codes(user_text, args) == ["G001"]
