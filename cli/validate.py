@@ -1,4 +1,12 @@
-"""`gem-synth validate FILE`: GEM's rule checks on any OpenAI-format tool-use data."""
+"""`gem-synth validate FILE`: rule checks on any OpenAI-format tool-use data.
+
+`--rules openai` checks what every OpenAI-format tool-use record must satisfy, so a public
+dataset without system turns (BFCL, xLAM, Glaive...) can be told apart from a broken one;
+`--rules gem` (default) adds GEM's conventions. A line that is not JSON is reported as a
+finding of its own and the check goes on. Exit status: 0 when no record has an error
+(warnings, such as G001, are listed but pass unless --strict-grounding), 1 otherwise,
+2 when FILE cannot be read at all.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from programs.validator import RULES, validate
+from programs.validator import RULES, errors, validate, violation
 
 
 class UnreadableInput(Exception):
@@ -42,7 +50,11 @@ def records(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             yield f"line {number}", json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UnreadableInput(f"{path}:{number}: not JSON ({exc.msg})") from exc
+            yield f"line {number}", NotJSON(f"not JSON ({exc.msg} at column {exc.colno})")
+
+
+class NotJSON(str):
+    """A JSONL line that does not parse: reported as M001 for its line, the check goes on."""
 
 
 def _normalise(record: Any) -> Any:
@@ -55,18 +67,23 @@ def _normalise(record: Any) -> Any:
     return record
 
 
-def run_validate(path: Path, grounding: bool, out) -> int:
+def run_validate(path: Path, grounding: bool, out, rules: str = "gem", strict_grounding: bool = False) -> int:
     codes: Counter[str] = Counter()
-    failing = total = 0
+    failing = warned = total = 0
     for label, record in records(path):
         total += 1
-        found = validate(_normalise(record), grounding=grounding)
-        if found:
-            failing += 1
-            for v in found:
-                print(f"{label}: {v.line()}", file=out)
+        if isinstance(record, NotJSON):
+            found = [violation("M001", None, str(record))]
+        else:
+            found = validate(_normalise(record), grounding=grounding, rules=rules)
+        blocking = found if strict_grounding else errors(found)
+        failing += bool(blocking)
+        warned += bool(found) and not blocking
+        for v in found:
+            print(f"{label}: {v.line()}" + (" (warning)" if v.severity == "warning" else ""), file=out)
         codes.update(v.code for v in found)
-    print(f"{total} record(s), {failing} with violations", file=out)
+    print(f"{total} record(s) checked with the {rules} rules: {failing} with errors"
+          + (", counting warnings" if strict_grounding else f", {warned} with warnings only"), file=out)
     for code, n in sorted(codes.items()):
         print(f"  {code} {RULES[code].name:<28}{n}", file=out)
     return 1 if failing else 0

@@ -30,6 +30,10 @@ class Rule:
     name: str
     description: str
     severity: str = "error"
+    rule_set: str = "openai"  # "openai": any OpenAI-format tool-use record; "gem": GEM's own conventions
+
+
+RULE_SETS = ("openai", "gem")
 
 
 RULES: dict[str, Rule] = {r.code: r for r in [
@@ -39,13 +43,13 @@ RULES: dict[str, Rule] = {r.code: r for r in [
     Rule("T004", "tool_schema_invalid", "parameters is not a valid JSON Schema of type object"),
     Rule("T005", "tool_description_missing", "a tool has no description"),
     Rule("T006", "parameter_untyped", "a parameter has no type"),
-    Rule("T007", "secret_parameter", "a tool takes a secret (password, PIN, CVV, security answer, card number)"),
+    Rule("T007", "secret_parameter", "a tool takes a secret (password, PIN, CVV, security answer, card number)", rule_set="gem"),
     Rule("M001", "message_malformed", "a message is not a valid OpenAI chat message"),
-    Rule("O001", "first_not_system", "the conversation does not start with a system message"),
-    Rule("O002", "system_not_first", "a system message appears after the start"),
-    Rule("O003", "user_after_tool", "a user turn follows a tool result directly"),
-    Rule("O004", "last_not_assistant_text", "the conversation does not end with an assistant text turn"),
-    Rule("O005", "no_user_turn", "the conversation has no user turn"),
+    Rule("O001", "first_not_system", "the conversation does not start with a system message", rule_set="gem"),
+    Rule("O002", "system_not_first", "a system message appears after the start", rule_set="gem"),
+    Rule("O003", "user_after_tool", "a user turn follows a tool result directly", rule_set="gem"),
+    Rule("O004", "last_not_assistant_text", "the conversation does not end with an assistant text turn", rule_set="gem"),
+    Rule("O005", "no_user_turn", "the conversation has no user turn", rule_set="gem"),
     Rule("E001", "empty_message", "a message has no content (an assistant turn has neither text nor calls)"),
     Rule("C001", "unknown_tool", "a call names a tool that is not defined"),
     Rule("C002", "arguments_not_object", "call arguments are not a JSON object string"),
@@ -56,7 +60,9 @@ RULES: dict[str, Rule] = {r.code: r for r in [
     Rule("R001", "call_unanswered", "a tool call has no tool message answering it right after"),
     Rule("R002", "tool_message_unmatched", "a tool message answers no pending call of the turn before"),
     Rule("R003", "call_answered_twice", "a tool call is answered by more than one tool message"),
-    Rule("G001", "ungrounded_argument", "an argument value appears nowhere earlier in the conversation", "warning"),
+    Rule("C007", "arguments_not_string", "call arguments are a JSON object, not a JSON-encoded string "
+                                          "(normalised to a string for the other checks and for exports)", "warning"),
+    Rule("G001", "ungrounded_argument", "an argument value appears nowhere earlier in the conversation", "warning", "gem"),
 ]}
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -100,11 +106,44 @@ def parse_record(record: Any) -> tuple[list[Tool], list[tuple[int, Message]], li
         found.append(violation("M001", None, "`messages` is missing or not a non-empty list"))
         return tools, messages, found
     for i, raw in enumerate(raw_messages):
+        raw, objects = _string_arguments(raw)
+        for name in objects:
+            found.append(violation("C007", i, f"`{name}` arguments are a JSON object; OpenAI format has a "
+                                              "JSON-encoded string (normalised)"))
         try:
             messages.append((i, _MESSAGE.validate_python(raw)))
         except ValidationError as exc:
             found.append(violation("M001", i, _first_error(exc)))
     return tools, messages, found
+
+
+def _string_arguments(raw: Any) -> tuple[Any, list[str]]:
+    """`raw` with tool-call arguments given as JSON objects (as xLAM, Glaive and Arrow round trips store
+    them) encoded as JSON strings, and the names of the calls that were; other input is returned as is."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tool_calls"), list):
+        return raw, []
+    calls, changed = [], []
+    for call in raw["tool_calls"]:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), (dict, list)):
+            changed.append(str(function.get("name")))
+            call = {**call, "function": {**function, "arguments": json.dumps(function["arguments"], ensure_ascii=False)}}
+        calls.append(call)
+    return ({**raw, "tool_calls": calls}, changed) if changed else (raw, [])
+
+
+def _null_paths(schema: Any, path: str = "") -> Iterator[str]:
+    """Where a schema holds JSON null: keys an Arrow/Parquet round trip adds to make rows share one struct."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            where = f"{path}.{key}" if path else str(key)
+            if value is None:
+                yield where
+            else:
+                yield from _null_paths(value, where)
+    elif isinstance(schema, list):
+        for k, value in enumerate(schema):
+            yield from _null_paths(value, f"{path}[{k}]")
 
 
 def check_tools(tools: list[Tool]) -> Iterator[Violation]:
@@ -121,6 +160,10 @@ def check_tools(tools: list[Tool]) -> Iterator[Violation]:
         params = tool.function.parameters
         problem = _schema_problem(json.dumps(params, sort_keys=True))
         if problem:
+            nulls = list(_null_paths(params))
+            if nulls:
+                problem = (f"{', '.join(nulls[:3])} {'is' if len(nulls) == 1 else 'are'} null: this looks like "
+                           "Arrow/Parquet null padding (drop the null keys)")
             yield violation("T004", None, f"`{name}`: {problem}")
             continue
         if params.get("type") != "object":
@@ -223,6 +266,8 @@ def check_calls(tools: list[Tool], messages: list[tuple[int, Message]]) -> Itera
 
 
 def _check_arguments(i: int, name: str, params: dict, args: dict) -> Iterator[Violation]:
+    if _schema_problem(json.dumps(params, sort_keys=True)):
+        return  # the tool's schema is broken (T004): its arguments cannot be checked against it
     properties = params.get("properties") or {}
     for key in args:
         if key not in properties and params.get("additionalProperties") is not True:
@@ -412,8 +457,23 @@ def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> I
             context.add(content_text(msg.content))
 
 
-def validate(record: Any, grounding: bool = True) -> list[Violation]:
-    """All violations of one OpenAI-format record, in the order the checks run."""
+def validate(record: Any, grounding: bool = True, rules: str = "gem") -> list[Violation]:
+    """All violations of one OpenAI-format record, in the order the checks run.
+
+    rules: "openai" checks what any OpenAI-format tool-use record must satisfy (well-formed
+    tools, schemas and messages; calls that match a tool and its schema; every call
+    answered exactly once by id); "gem" (the pipeline's) adds GEM's conventions: system
+    turn first, no user turn right after a tool result, ends with assistant text, no
+    secret parameters, grounding (G001, a warning). Never raises for any JSON value.
+    Raises ValueError for an unknown rule set.
+    """
+    if rules not in RULE_SETS:
+        raise ValueError(f"unknown rule set {rules!r}; choose from {', '.join(RULE_SETS)}")
+    found = _validate(record, grounding and rules == "gem")
+    return found if rules == "gem" else [v for v in found if RULES[v.code].rule_set == "openai"]
+
+
+def _validate(record: Any, grounding: bool) -> list[Violation]:
     tools, messages, found = parse_record(record)
     found += list(check_tools(tools))
     found += list(check_order(messages))

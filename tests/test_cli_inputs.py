@@ -128,10 +128,32 @@ def test_validate_exit_codes_and_report(run, tmp_path):
     assert code == 1
     assert "line 2: C001 unknown_tool at message 2: `nope` is not a defined tool" in out
     assert "line 2: O004 last_not_assistant_text at message 9" in out
-    assert "2 record(s), 1 with violations" in out and "  C001 unknown_tool" in out
-    code, _, err = run("validate", str(tmp_path / "broken.jsonl"))
-    assert code == 2 and "broken.jsonl:2: not JSON" in err
+    assert "2 record(s) checked with the gem rules: 1 with errors" in out and "  C001 unknown_tool" in out
+    # one bad JSONL line is a finding of its own; the other lines are still checked (issue 18, item 7)
+    code, out, _ = run("validate", str(tmp_path / "broken.jsonl"))
+    assert code == 1 and "line 2: M001 message_malformed at tools: not JSON" in out
+    assert "2 record(s) checked with the gem rules: 1 with errors" in out
     assert run("validate", str(tmp_path / "missing.json"))[0] == 2
+
+
+def test_validate_grounding_warnings_pass_unless_strict(run, tmp_path):
+    record = openai_record()
+    record["messages"][2]["tool_calls"][0]["function"]["arguments"] = json.dumps({"patient_id": "P-999"})
+    (tmp_path / "w.json").write_text(json.dumps(record))
+    code, out, _ = run("validate", str(tmp_path / "w.json"))
+    assert code == 0 and "G001 ungrounded_argument" in out and "(warning)" in out and "1 with warnings only" in out
+    code, out, _ = run("validate", "--strict-grounding", str(tmp_path / "w.json"))
+    assert code == 1 and "1 with errors, counting warnings" in out
+
+
+def test_validate_rule_sets_tell_a_foreign_convention_from_a_broken_record(run, tmp_path):
+    record = openai_record()
+    record["messages"].pop(0)
+    (tmp_path / "public.json").write_text(json.dumps(record))
+    code, out, _ = run("validate", "--rules", "openai", str(tmp_path / "public.json"))
+    assert code == 0 and "checked with the openai rules: 0 with errors" in out
+    code, out, _ = run("validate", str(tmp_path / "public.json"))
+    assert code == 1 and "O001 first_not_system" in out
 
 
 def test_validate_reads_tools_as_a_json_string(run, tmp_path):

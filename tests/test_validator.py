@@ -94,6 +94,8 @@ CASES = {
                                                               "content": "{}"})),
     "R003 answered twice": ("R003", 4, insert_msg(4, {"role": "tool", "tool_call_id": "call_1", "content": "{}"})),
     "G001 invented value": ("G001", 2, set_args(2, {"patient_id": "P-999"})),
+    "C007 arguments as an object": ("C007", 2, lambda r: r["messages"][2]["tool_calls"][0]["function"].update(
+        arguments={"patient_id": "P-100"})),
 }
 
 
@@ -200,3 +202,55 @@ def test_grounding_accepts_the_normalisations_the_rule_allows(user_text, args, s
 ])
 def test_grounding_still_flags_invented_values(user_text, args):
     assert _grounding_codes(user_text, args) == ["G001"]
+
+
+CASES_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "cases" / "datasets"
+
+
+def _case(name):
+    text = (CASES_DIR / name).read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()] if name.endswith(".jsonl") else [json.loads(text)]
+
+
+@pytest.mark.skipif(not CASES_DIR.is_dir(), reason="../shared/cases is beside the project on development machines")
+@pytest.mark.parametrize("name, gem_codes", [
+    ("08-assistant-text-with-tool-call.json", ["O001"]),
+    ("09-parallel-results-out-of-order.json", ["O001"]),
+    ("11-nullable-parameter-types.json", ["O001"]),
+])
+def test_field_cases_pass_the_openai_rules_and_only_gem_conventions_flag_them(name, gem_codes):
+    for record in _case(name):
+        assert validate(record, rules="openai") == []
+        assert [v.code for v in validate(record, rules="gem", grounding=False)] == gem_codes
+
+
+@pytest.mark.skipif(not CASES_DIR.is_dir(), reason="../shared/cases is beside the project on development machines")
+def test_arguments_given_as_objects_are_normalised_with_a_named_warning():
+    for record in _case("01-arguments-as-object.jsonl"):
+        found = validate(record, rules="openai")
+        assert [(v.code, v.severity, v.message_index) for v in found] == [("C007", "warning", 1)]
+
+
+@pytest.mark.skipif(not CASES_DIR.is_dir(), reason="../shared/cases is beside the project on development machines")
+def test_arrow_null_padding_is_named_per_tool_and_never_crashes():
+    found = validate(_case("10-arrow-null-padded-tool-schema.json")[0], rules="openai")
+    assert [v.code for v in found] == ["T004", "T004"]
+    assert "`lookup_order`" in found[0].reason and "properties.email" in found[0].reason
+    assert "Arrow/Parquet null padding" in found[0].reason and "`resend_invoice`" in found[1].reason
+
+
+def test_public_style_records_without_a_system_turn_pass_the_openai_rules():
+    record = openai_record()
+    record["messages"].pop(0)  # BFCL / xLAM / Glaive style: no system turn
+    record["tools"].append(tool(name="no_params"))  # a tool without parameters
+    record["tools"][0]["function"]["parameters"]["properties"]["since"] = {
+        "anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
+    record["tools"][0]["function"]["parameters"]["$defs"] = {"when": {"type": "string"}}
+    record["messages"][1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"patient_id": "P-100", "since": None})
+    assert validate(record, rules="openai") == []
+    assert [v.code for v in validate(record, rules="gem")] == ["O001"]
+
+
+def test_an_unknown_rule_set_is_refused():
+    with pytest.raises(ValueError, match="unknown rule set"):
+        validate(openai_record(), rules="strict")
