@@ -22,9 +22,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-base", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (env GEM_SYNTH_API_BASE)")
     g.add_argument("--api-key", help="key for --api-base (env GEM_SYNTH_API_KEY; provider keys come from their "
                                      "usual variables, e.g. OPENAI_API_KEY)")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--max-tokens", type=int)
-    g.add_argument("--num-retries", type=int)
+    g.add_argument("--temperature", type=float, help="sampling temperature (default: the provider's)")
+    g.add_argument("--max-tokens", type=int, help="longest answer per LM call, in tokens (default: the provider's; "
+                                                  "the embedded model: 2048)")
+    g.add_argument("--num-retries", type=int, help="retries of a failed LM call, with backoff (default: 3)")
     g.add_argument("--timeout", type=float, help="seconds per LM call")
     for stage in ("filter", "extract", "generate", "refine", "judge"):
         g.add_argument(f"--{stage}-lm", help=f"a different model for the {stage} stage")
@@ -33,49 +34,82 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gem-synth", description="Synthesize tool-use trajectories from text (GEM).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check OpenAI-format tool-use records against GEM's rules")
     v.add_argument("file", type=Path, help="a JSON object, a JSON list, or JSONL of {tools, messages} records")
     v.add_argument("--no-grounding", action="store_true", help="skip the G001 grounding check")
+    v.add_argument("--rules", choices=["openai", "gem"], default="gem",
+                   help="openai: what any OpenAI-format tool-use record must satisfy; gem: also GEM's conventions "
+                        "(system turn first, ends with assistant text, grounding...)")
+    v.add_argument("--strict-grounding", action="store_true", help="count G001 warnings as failures (exit 1)")
 
     r = sub.add_parser("run", help="turn a corpus into a dataset of trajectories")
     r.add_argument("corpus", help="a .txt/.md/.html file, a folder of them, a .jsonl file, or a HF dataset "
                                   "(saved folder or hub name)")
     r.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
-    r.add_argument("--segment-words", type=int, default=500)
+    r.add_argument("--segment-words", type=int, default=500, help="about this many words per segment, "
+                                                                 "cut at paragraph ends")
     r.add_argument("--text-field", default="text", help="JSONL field holding the text")
     r.add_argument("--text-column", default="text", help="dataset column holding the text")
-    r.add_argument("--split", default="train")
+    r.add_argument("--split", default="train", help="dataset split to read")
     r.add_argument("--stages", default="filter,extract,generate,refine,validate,judge",
                    help="comma list; drop refine or judge for ablations, filter for curated corpora")
     r.add_argument("--strict-grounding", action="store_true", help="reject trajectories with G001 warnings")
     r.add_argument("--workers", type=int, default=4, help="segments processed concurrently")
     r.add_argument("--limit", type=int, help="only the first N corpus items")
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--format", choices=["arrow", "jsonl", "parquet"], default="arrow")
+    r.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    r.add_argument("--format", choices=["arrow", "jsonl", "parquet"], default="arrow",
+                   help="how the trajectories and rejects tables are written")
     r.add_argument("--program", help="`synthesizer` for the one-call synthesizer, or a compiled program state "
                                      "(JSON) saved by `gem-synth compile` or `distil`")
     r.add_argument("--cache-dir", help="DSPy disk cache (default $DSPY_CACHEDIR or ~/.dspy_cache)")
     r.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
     r.add_argument("--trace", action="store_true", help="record DSPy traces in MLflow (autolog)")
     r.add_argument("--experiment", default="gem-synth", help="MLflow experiment name")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--push-to-hub", metavar="REPO", help="push the trajectories to the Hugging Face Hub")
     r.add_argument("--export", action="append", default=[], choices=["openai", "hermes", "sharegpt", "gem-sft"],
                    help="also write this export under OUT/exports/ (repeatable)")
 
     x = sub.add_parser("export", help="convert a run's trajectories to a trainer's format")
-    x.add_argument("--format", required=True, choices=["openai", "hermes", "sharegpt", "gem-sft"])
-    x.add_argument("input", help="a `gem-synth run` output folder, or its trajectories dataset")
+    x.add_argument("--format", required=True, choices=["openai", "hermes", "sharegpt", "gem-sft"],
+                   help="the trainer's format (see README, Exports)")
+    x.add_argument("input", help="a `gem-synth run` output folder (any --format), a saved HF dataset, a JSON / "
+                                 "JSONL / Parquet file of OpenAI-format {tools, messages} records, or a Hub dataset name")
+    x.add_argument("--split", default="train", help="dataset split to read")
     x.add_argument("output", type=Path, help="a .jsonl file, or a folder for a Hugging Face dataset")
     _add_model_options(r)
 
     from cli.optimize import add_parsers
 
     add_parsers(sub, _add_model_options)
+    for command in sub.choices.values():
+        command.formatter_class = _DefaultsHelp
     return parser
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Each option's default at the end of its help line, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        quiet = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        if action.option_strings and not quiet and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gem-synth")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _plan(args):
@@ -90,21 +124,22 @@ def _plan(args):
 def cmd_validate(args) -> int:
     from cli.validate import run_validate
 
-    return run_validate(args.file, grounding=not args.no_grounding, out=sys.stdout)
+    return run_validate(args.file, grounding=not args.no_grounding, out=sys.stdout, rules=args.rules,
+                        strict_grounding=args.strict_grounding)
 
 
-def _export(source, fmt: str, out: Path) -> None:
+def _export(source, fmt: str, out: Path, split: str = "train") -> None:
     from programs.exports import load_trajectories, write_export
     from signatures import TrajectorySynthesis
 
-    written, problems = write_export(load_trajectories(source), fmt, out, TrajectorySynthesis.instructions)
-    for line in problems:
-        print(f"not exported: {line}", file=sys.stderr)
-    print(f"{fmt}: {written} trajectories -> {out}" + (f" ({len(problems)} not exportable)" if problems else ""))
+    report = write_export(load_trajectories(source, split), fmt, out, TrajectorySynthesis.instructions)
+    for line in report.left_out:
+        print(f"left out: {line}", file=sys.stderr)
+    print("\n".join(report.lines(fmt, out)))
 
 
 def cmd_export(args) -> int:
-    _export(args.input, args.format, args.output)
+    _export(args.input, args.format, args.output, args.split)
     return 0
 
 

@@ -49,7 +49,9 @@ TRAJECTORY_FEATURES = Features({
     "stats": {k: Value("int32") for k in ("messages", "user_turns", "assistant_turns", "tool_calls",
                                          "distinct_tools_used", "tools_defined")},
     "judge": {"tool_call_hallucination": _VERDICT, "capability_hallucination": _VERDICT,
-              "context_hallucination": _VERDICT},
+              "context_hallucination": _VERDICT,
+              "patterns_exercised": [{"pattern": Value("string"), "message_indices": [Value("int32")],
+                                      "evidence": Value("string")}]},
     "warnings": [Value("string")],
 })
 REJECT_FEATURES = Features({
@@ -160,8 +162,68 @@ def write_tables(journal: Path, out: Path, fmt: str = "arrow") -> dict[str, int]
     return counts
 
 
-def save_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    """Rows as a Hugging Face dataset folder (e.g. the synthesizer's SFT chats)."""
+def save_rows(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...] = ("id",)) -> None:
+    """Rows as a Hugging Face dataset folder (e.g. the synthesizer's SFT chats). With no rows, an
+    empty dataset with `columns` is written (datasets cannot infer a schema from nothing)."""
     if path.exists():
         shutil.rmtree(path)
-    datasets.Dataset.from_list(rows).save_to_disk(str(path), num_shards=1)
+    ds = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict({c: [] for c in columns})
+    ds.save_to_disk(str(path), num_shards=1)
+
+
+def read_records(ref: str | Path, split: str = "train") -> Iterator[dict[str, Any]]:
+    """OpenAI-format records ({tools, messages, ...}) from whatever holds them, lazily.
+
+    `ref` is a `gem-synth run` folder (its trajectories table in any format it writes:
+    Arrow, JSONL or Parquet), a saved Hugging Face dataset, a JSON file (an object or a
+    list), a JSONL file, a Parquet file, or a dataset name on the Hub (`split`). Raises
+    FileNotFoundError / ValueError with a one-line message when `ref` holds none of these.
+    A JSONL line that is not JSON is yielded as {"__unreadable__": reason, "id": "line N"}.
+    """
+    path = Path(ref)
+    if path.is_dir():
+        for name in ("trajectories", "trajectories.jsonl", "trajectories.parquet"):
+            if (path / name).exists():
+                yield from read_records(path / name, split)
+                return
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as exc:
+            raise ValueError(f"{ref}: neither a gem-synth run folder nor a saved dataset ({type(exc).__name__})") from exc
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"{ref}: no split {split!r}; it has {', '.join(ds)}")
+            ds = ds[split]
+        yield from ds
+        return
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix == ".parquet":
+        yield from datasets.Dataset.from_parquet(str(path))
+        return
+    if path.is_file() and suffix in (".json", ".jsonl", ".ndjson"):
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".json" or text.lstrip()[:1] == "[":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                data = None
+            if data is not None:
+                yield from (data if isinstance(data, list) else [data])
+                return
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield {"__unreadable__": f"not JSON ({exc.msg})", "id": f"line {number}"}
+        return
+    if path.exists():
+        raise ValueError(f"{ref}: unknown format {suffix or '(no extension)'}; expected a run folder, a saved "
+                         "dataset, .json, .jsonl or .parquet")
+    if "/" in str(ref) and not str(ref).startswith((".", "/")):  # a Hub dataset name
+        try:
+            yield from datasets.load_dataset(str(ref), split=split, streaming=True)
+        except Exception as exc:
+            raise ValueError(f"{ref}: cannot load dataset ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+        return
+    raise FileNotFoundError(f"{ref}: no such file or folder")

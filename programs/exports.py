@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -37,18 +39,74 @@ class ExportError(ValueError):
 
 
 def canonical(row: dict[str, Any]) -> dict[str, Any]:
-    """A trajectories-table row (or any {tools, messages} record) as clean OpenAI JSON:
-    `tools` parsed, keys Arrow filled with None dropped (assistant `content` kept)."""
-    tools = row["tools"]
+    """A trajectories-table row (or any {tools, messages} record) as clean OpenAI JSON.
+
+    `tools` parsed when it is a JSON string, keys Arrow filled with None dropped (assistant
+    `content` kept), tool-call `arguments` given as a JSON object encoded as a JSON string
+    (validate reports that as C007). Anything malformed is left as it is for the validator
+    to report: this never raises.
+    """
+    tools = row.get("tools") if isinstance(row, dict) else None
     if isinstance(tools, str):
-        tools = json.loads(tools)
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            pass
+    raw_messages = row.get("messages") if isinstance(row, dict) else None
+    if not isinstance(raw_messages, list):
+        return {"tools": tools if tools is not None else [], "messages": raw_messages}
     messages = []
-    for m in row["messages"]:
+    for m in raw_messages:
+        if not isinstance(m, dict):
+            messages.append(m)
+            continue
         clean = {k: v for k, v in m.items() if v is not None or (k == "content" and m.get("role") == "assistant")}
         if not clean.get("tool_calls"):
             clean.pop("tool_calls", None)
+        elif isinstance(clean["tool_calls"], list):
+            clean["tool_calls"] = [_string_arguments(c) for c in clean["tool_calls"]]
         messages.append(clean)
-    return {"tools": tools, "messages": messages}
+    return {"tools": tools if tools is not None else [], "messages": messages}
+
+
+def _object_arguments(row: Any) -> int:
+    """How many tool calls of a raw record give `arguments` as a JSON object rather than a string."""
+    messages = row.get("messages") if isinstance(row, dict) else None
+    return sum(isinstance((c.get("function") or {}).get("arguments"), (dict, list))
+               for m in (messages if isinstance(messages, list) else []) if isinstance(m, dict)
+               for c in (m.get("tool_calls") or []) if isinstance(c, dict) and isinstance(c.get("function"), dict))
+
+
+def _string_arguments(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("arguments"), (dict, list)):
+        return {**call, "function": {**function, "arguments": json.dumps(function["arguments"], ensure_ascii=False)}}
+    return call
+
+
+def _results_in_call_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run of tool results reordered to follow its assistant turn's calls, paired by `tool_call_id`.
+
+    Positional forms (hermes `<tool_response>`s, sharegpt observations, templates that pair
+    by position) would otherwise bind a result that arrived out of order to the wrong call.
+    """
+    out: list[dict[str, Any]] = []
+    order: dict[str, int] = {}
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        if m.get("role") != "tool":
+            if m.get("tool_calls"):
+                order = {c.get("id"): k for k, c in enumerate(m["tool_calls"])}
+            out.append(m)
+            i += 1
+            continue
+        j = i
+        while j < len(messages) and messages[j].get("role") == "tool":
+            j += 1
+        out += sorted(messages[i:j], key=lambda t: order.get(t.get("tool_call_id"), len(order)))
+        i = j
+    return out
 
 
 def _mistral_id(call_id: str) -> str:
@@ -85,7 +143,8 @@ def for_template(record: dict[str, Any], arguments: str = "string", ids: str = "
     split_parallel: one call per assistant turn (Llama 3.1 refuses parallel calls).
     empty_content: "" instead of null beside tool calls (Qwen3's template tests `in content`).
     """
-    out = json.loads(json.dumps(record))
+    out = json.loads(json.dumps(canonical(record)))
+    out["messages"] = _results_in_call_order(out["messages"])  # templates pair results by position
     if split_parallel:
         out["messages"] = _split_parallel(out["messages"])
     if empty_content:
@@ -104,6 +163,7 @@ def for_template(record: dict[str, Any], arguments: str = "string", ids: str = "
 
 
 def _calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turn's calls as {"name", "arguments": dict} (arguments already validated as a JSON object)."""
     return [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
             for c in message.get("tool_calls") or []]
 
@@ -118,11 +178,15 @@ HERMES_SYSTEM = (
 
 
 def to_hermes(record: dict[str, Any]) -> dict[str, Any]:
+    """Hermes text turns; a record without a system turn gets the tool header as its own system turn.
+    Tool results follow their calls' order (paired by id); text beside a call is kept before it."""
+    record = canonical(record)
     tools = "\n".join(json.dumps(t, ensure_ascii=False) for t in record["tools"])
     header = HERMES_SYSTEM.format(tools=tools)
-    messages = []
-    for m in record["messages"]:
-        role, content = m["role"], m.get("content") or ""
+    messages = [] if record["messages"] and record["messages"][0].get("role") == "system" else \
+        [{"role": "system", "content": header}]
+    for m in _results_in_call_order(record["messages"]):
+        role, content = m["role"], content_text_of(m)
         if role == "system":
             messages.append({"role": "system", "content": f"{header}\n\n{content}"})
         elif role == "assistant":
@@ -135,7 +199,7 @@ def to_hermes(record: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages}
 
 
-_HERMES_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+_HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 
 
 def hermes_calls(text: str) -> list[dict[str, Any]]:
@@ -143,28 +207,45 @@ def hermes_calls(text: str) -> list[dict[str, Any]]:
     return [json.loads(m) for m in _HERMES_CALL.findall(text)]
 
 
-def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
+SHAREGPT_TEXT_DROPPED = "sharegpt has no form for text beside a tool call (LLaMA-Factory reads a function_call " \
+    "turn as the calls' JSON only): the text was dropped"
+
+
+def to_sharegpt(record: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
+    """ShareGPT `conversations` as LLaMA-Factory's sharegpt converter reads them.
+
+    human / function_call / observation / gpt turns, `system` and `tools` (a JSON string).
+    The results of one turn's calls share one observation, in call order (paired by id),
+    as a JSON list when there are several. Text beside a call has no form there: it is
+    dropped and `SHAREGPT_TEXT_DROPPED` is appended to `warnings` (counted by the export).
+    Consecutive assistant text turns are joined. Raises ExportError when the turns cannot
+    alternate as the converter requires.
+    """
+    record = canonical(record)
     system = ""
     turns: list[dict[str, str]] = []
-    for is_tool, group in groupby(record["messages"], key=lambda m: m["role"] == "tool"):
+    messages = _results_in_call_order(record["messages"])
+    for is_tool, group in groupby(messages, key=lambda m: m["role"] == "tool"):
         group = list(group)
-        if is_tool:  # the results of one turn's calls share one observation, as a list if several
-            contents = [m.get("content") or "" for m in group]
+        if is_tool:
+            contents = [content_text_of(m) for m in group]
             turns.append({"from": "observation", "value": contents[0] if len(contents) == 1 else
                           json.dumps(contents, ensure_ascii=False)})
             continue
         for m in group:
-            role, content = m["role"], m.get("content") or ""
+            role, content = m["role"], content_text_of(m)
             if role == "system":
                 system = content
             elif role == "user":
                 turns.append({"from": "human", "value": content})
             elif m.get("tool_calls"):
-                if content:
-                    raise ExportError("an assistant turn with both text and tool calls has no ShareGPT form")
+                if content.strip() and warnings is not None:
+                    warnings.append(SHAREGPT_TEXT_DROPPED)
                 calls = _calls(m)
                 turns.append({"from": "function_call",
                               "value": json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)})
+            elif turns and turns[-1]["from"] == "gpt":  # two assistant text turns in a row: one gpt turn
+                turns[-1]["value"] += "\n\n" + content
             else:
                 turns.append({"from": "gpt", "value": content})
     for i, turn in enumerate(turns):  # the alternation ShareGPT readers (LLaMA-Factory) enforce
@@ -172,6 +253,14 @@ def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
         if turn["from"] not in expected:
             raise ExportError(f"turn {i} is `{turn['from']}` where ShareGPT needs one of {expected}")
     return {"conversations": turns, "system": system, "tools": json.dumps(record["tools"], ensure_ascii=False)}
+
+
+def content_text_of(message: dict[str, Any]) -> str:
+    """A message's content as text, whichever OpenAI shape it has (string, text parts or null)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
 
 
 def sft_messages(text: str, answer: dict[str, Any], instruction: str) -> list[dict[str, str]]:
@@ -195,16 +284,37 @@ def to_gem_sft(row: dict[str, Any], record: dict[str, Any], instruction: str) ->
     return {"messages": sft_messages(row["text"], answer, instruction)}
 
 
-def export_rows(rows: Iterable[dict[str, Any]], fmt: str, instruction: str = "") -> Iterator[tuple[dict, str | None]]:
-    """(exported row, None) per exportable record, or ({"id"}, reason) for one that is not."""
+C007_WRITTEN = "C007: tool-call arguments given as a JSON object were written as a JSON string"
+COLUMNS = {"openai": ("id", "messages", "tools"), "hermes": ("id", "messages"),
+           "sharegpt": ("id", "conversations", "system", "tools"), "gem-sft": ("id", "messages")}
+
+
+def export_rows(rows: Iterable[dict[str, Any]], fmt: str, instruction: str = ""
+                ) -> Iterator[tuple[dict, str | None, list[str]]]:
+    """(exported row, None, warnings) per exportable record, or ({"id"}, reason, []) for one that is not.
+
+    Records are checked with the `openai` rule set (what any consumer needs; a foreign
+    dataset without system turns exports too). Warnings say what the export changed:
+    arguments given as objects written as strings (C007), text beside a call dropped
+    (sharegpt). Never raises for a malformed record.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    for row in rows:
-        rid = row.get("id", "")
-        record = canonical(row)
-        broken = errors(validate(record, grounding=False))
+    for n, row in enumerate(rows):
+        rid = str(row.get("id", f"record {n}")) if isinstance(row, dict) else f"record {n}"
+        if isinstance(row, dict) and "__unreadable__" in row:
+            yield {"id": rid}, row["__unreadable__"], []
+            continue
+        record = canonical(row) if isinstance(row, dict) else row
+        found = validate(record, grounding=False, rules="openai")
+        broken = errors(found)
         if broken:
-            yield {"id": rid}, "; ".join(v.line() for v in broken[:3])
+            yield {"id": rid}, "; ".join(v.line() for v in broken[:3]), []
+            continue
+        warnings = [f"{v.code}: {v.rule}" for v in found if v.severity == "warning"]
+        warnings += [C007_WRITTEN] * _object_arguments(row)
+        if fmt == "gem-sft" and not (isinstance(row, dict) and isinstance(row.get("text"), str)):
+            yield {"id": rid}, "gem-sft needs the source text: export a gem-synth trajectories table", []
             continue
         try:
             if fmt == "openai":
@@ -212,23 +322,43 @@ def export_rows(rows: Iterable[dict[str, Any]], fmt: str, instruction: str = "")
             elif fmt == "hermes":
                 out = to_hermes(record)
             elif fmt == "sharegpt":
-                out = to_sharegpt(record)
+                out = to_sharegpt(record, warnings)
             else:
                 out = to_gem_sft(row, record, instruction)
         except ExportError as exc:
-            yield {"id": rid}, str(exc)
+            yield {"id": rid}, str(exc), []
             continue
-        yield {"id": rid, **out}, None
+        yield {"id": rid, **out}, None, warnings
 
 
-def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: Path, instruction: str = "") -> tuple[int, list[str]]:
-    """Write an export as JSONL (`out` ends in .jsonl) or a HF dataset folder; returns (written, problems)."""
-    good, problems = [], []
-    for exported, reason in export_rows(rows, fmt, instruction):
+@dataclass
+class ExportReport:
+    """What an export wrote, left out (with reasons) and changed (warnings counted by kind)."""
+
+    written: int = 0
+    left_out: list[str] = field(default_factory=list)
+    warnings: Counter = field(default_factory=Counter)
+
+    def lines(self, fmt: str, out: Path) -> list[str]:
+        head = f"{fmt}: {self.written} trajectories -> {out}"
+        if self.left_out:
+            head += f" ({len(self.left_out)} left out)"
+        if not self.written:
+            head += " (nothing to write: an empty export was written)"
+        lines = [head] + [f"  warning ({n}x): {w}" for w, n in self.warnings.most_common()]
+        return lines
+
+
+def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: Path, instruction: str = "") -> ExportReport:
+    """Write an export as JSONL (`out` ends in .jsonl) or a HF dataset folder; an empty one when nothing fits."""
+    good: list[dict[str, Any]] = []
+    report = ExportReport()
+    for exported, reason, warnings in export_rows(rows, fmt, instruction):
         if reason is None:
             good.append(exported)
+            report.warnings.update(warnings)
         else:
-            problems.append(f"{exported['id']}: {reason}")
+            report.left_out.append(f"{exported['id']}: {reason}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if str(out).endswith(".jsonl"):
         with out.open("w", encoding="utf-8") as fh:
@@ -237,17 +367,13 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: Path, instructio
     else:
         from programs.dataset_io import save_rows
 
-        save_rows(good, out)
-    return len(good), problems
+        save_rows(good, out, COLUMNS[fmt])
+    report.written = len(good)
+    return report
 
 
-def load_trajectories(ref: str | Path):
-    """The trajectories table of a run folder, or a saved trajectories dataset itself."""
-    import datasets
+def load_trajectories(ref: str | Path, split: str = "train"):
+    """Records to export: a run folder (any table format), a saved dataset, JSON/JSONL/Parquet, or a Hub name."""
+    from programs.dataset_io import read_records
 
-    path = Path(ref)
-    if (path / "trajectories").is_dir():
-        path = path / "trajectories"
-    if not path.is_dir():
-        raise FileNotFoundError(f"{ref}: not a gem-synth run folder or trajectories dataset")
-    return datasets.load_from_disk(str(path))
+    return read_records(ref, split)

@@ -149,16 +149,16 @@ def test_schema_violating_argument_is_caught(records):
     target["function"]["arguments"] = json.dumps({"order_id": "A-2", "reason": "bored"})
     schema = next(t for t in bad["tools"] if t["function"]["name"] == "cancel_order")["function"]["parameters"]
     assert not Draft202012Validator(schema).is_valid(json.loads(target["function"]["arguments"]))
-    written, problems = write_export([{"id": "bad", **bad}], "openai", Path("/tmp/never.jsonl"))
-    assert written == 0 and "C004" in problems[0]
+    report = write_export([{"id": "bad", **bad}], "openai", Path("/tmp/never.jsonl"))
+    assert report.written == 0 and "C004" in report.left_out[0]
 
 
 def test_dangling_tool_call_is_not_exported(records, tmp_path):
     bad = json.loads(json.dumps(_claims(records)))
     bad["messages"].pop(3)  # the answer to the first call
-    written, problems = write_export([{"id": "dangling", **bad}, {"id": "ok", **_claims(records)}], "hermes",
+    report = write_export([{"id": "dangling", **bad}, {"id": "ok", **_claims(records)}], "hermes",
                                      tmp_path / "h.jsonl")
-    assert written == 1 and problems[0].startswith("dangling: R001")
+    assert report.written == 1 and report.left_out[0].startswith("dangling: R001")
 
 
 def _render(template: str, record: dict, tokenizer_tokens=True) -> str:
