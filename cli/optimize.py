@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +14,34 @@ from programs.adapter import GEMJSONAdapter
 
 def add_parsers(sub, add_model_options) -> None:
     c = sub.add_parser("compile", help="optimize the GEM program (or one stage) with a DSPy teleprompter")
-    c.add_argument("--optimizer", required=True, choices=["bootstrap", "random-search", "mipro", "gepa", "simba"])
+    c.add_argument("--optimizer", required=True, choices=["bootstrap", "random-search", "mipro", "gepa", "simba"],
+                   help="the DSPy teleprompter")
     c.add_argument("--trainset", required=True, help="JSONL of {text, is_procedural?, task_category?} or any corpus")
-    c.add_argument("--devset", required=True)
+    c.add_argument("--devset", required=True, help="scored before and after compiling; same forms as --trainset")
     c.add_argument("--out", type=Path, required=True, help="where to save the compiled state, e.g. compiled/v1.json")
     c.add_argument("--stage", choices=["filter", "extract", "generate", "refine", "judge"],
                    help="optimize only this stage; the others stay as they are")
     c.add_argument("--program", help="start from a saved program state instead of the default prompts")
-    c.add_argument("--max-demos", type=int, default=2)
+    c.add_argument("--max-demos", type=int, default=2, help="bootstrapped demos per predictor")
     c.add_argument("--threshold", type=float, default=0.7, help="score a bootstrapped demo must reach")
-    c.add_argument("--candidates", type=int, default=4)
-    c.add_argument("--trials", type=int, default=6)
+    c.add_argument("--candidates", type=int, default=4,
+                   help="candidate programs (random-search) or instructions (mipro, simba)")
+    c.add_argument("--trials", type=int, default=6, help="MIPROv2 trials; SIMBA steps")
     c.add_argument("--metric-calls", type=int, default=60, help="GEPA budget")
-    c.add_argument("--batch-size", type=int, default=8)
-    c.add_argument("--threads", type=int, default=4)
+    c.add_argument("--batch-size", type=int, default=8, help="SIMBA and MIPROv2 minibatch size")
+    c.add_argument("--threads", type=int, default=4, help="examples evaluated concurrently")
     c.add_argument("--reflection-lm", help="GEPA's reflection model (default: the program's model)")
+    c.add_argument("--keep-worse", action="store_true",
+                   help="save the compiled program even when it scores lower on the devset than before")
     _common(c, add_model_options)
 
     e = sub.add_parser("eval", help="score a program on a devset")
     e.add_argument("--program", help="a saved program state (default: the uncompiled program)")
-    e.add_argument("--devset", required=True)
+    e.add_argument("--devset", required=True, help="JSONL of {text, is_procedural?, task_category?} or any corpus")
     e.add_argument("--per-example", action="store_true", help="print one line per example")
     e.add_argument("--against", help="a second program on the same texts (`synthesizer`, `pipeline` or a state "
                                      "path): quality and cost per accepted trajectory side by side")
-    e.add_argument("--threads", type=int, default=4)
+    e.add_argument("--threads", type=int, default=4, help="examples evaluated concurrently")
     _common(e, add_model_options)
 
     d = sub.add_parser("distil", help="distil the pipeline's output into the one-call synthesizer")
@@ -44,33 +49,36 @@ def add_parsers(sub, add_model_options) -> None:
     d.add_argument("--out", type=Path, required=True, help="where to save the compiled synthesizer state")
     d.add_argument("--sft-out", type=Path, help="also write the SFT chat dataset (HF, `messages` column) here")
     d.add_argument("--devset", help="score the synthesizer before and after on these texts")
-    d.add_argument("--optimizer", default="bootstrap", choices=["bootstrap", "random-search", "mipro", "gepa", "simba"])
+    d.add_argument("--optimizer", default="bootstrap", choices=["bootstrap", "random-search", "mipro", "gepa", "simba"],
+                   help="the search over teacher demos and instructions")
     d.add_argument("--max-demos", type=int, default=2, help="labelled teacher demos per prompt")
     d.add_argument("--no-negatives", action="store_true", help="leave out the texts the teacher rejected")
-    d.add_argument("--threads", type=int, default=4)
+    d.add_argument("--threads", type=int, default=4, help="examples evaluated concurrently")
     _common(d, add_model_options)
 
     f = sub.add_parser("finetune", help="fine-tune a model on the SFT dataset written by distil --sft-out")
-    f.add_argument("--data", type=Path, required=True)
+    f.add_argument("--data", type=Path, required=True, help="the SFT dataset folder written by distil --sft-out")
     f.add_argument("--base-model", required=True, help="a HF model id/folder (trl) or a provider model (provider)")
-    f.add_argument("--backend", choices=["trl", "provider"], default="trl")
-    f.add_argument("--out", type=Path, default=Path("finetuned"))
-    f.add_argument("--epochs", type=float, default=1.0)
-    f.add_argument("--max-steps", type=int, default=-1)
-    f.add_argument("--allow-cpu", action="store_true")
+    f.add_argument("--backend", choices=["trl", "provider"], default="trl",
+                   help="trl: train locally (needs trl and torch); provider: the model provider's fine-tuning API")
+    f.add_argument("--out", type=Path, default=Path("finetuned"), help="where the trl backend saves the model")
+    f.add_argument("--epochs", type=float, default=1.0, help="training epochs (trl)")
+    f.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps; -1: no limit (trl)")
+    f.add_argument("--allow-cpu", action="store_true", help="train without a GPU (slow; for checks)")
 
     m = sub.add_parser("compare", help="compare compile/eval runs from MLflow side by side")
     m.add_argument("runs", nargs="*", help="MLflow run ids (default: the latest runs of the experiment)")
-    m.add_argument("--experiment", default="gem-synth-optimize")
-    m.add_argument("--last", type=int, default=4)
+    m.add_argument("--experiment", default="gem-synth-optimize", help="MLflow experiment to read")
+    m.add_argument("--last", type=int, default=4, help="how many of the latest runs")
 
 
 def _common(p: argparse.ArgumentParser, add_model_options) -> None:
-    p.add_argument("--stages", default="filter,extract,generate,refine,validate,judge")
+    p.add_argument("--stages", default="filter,extract,generate,refine,validate,judge",
+                   help="comma list of the pipeline's stages, as for run")
     p.add_argument("--limit", type=int, help="use only the first N examples of each set")
     p.add_argument("--experiment", default="gem-synth-optimize", help="MLflow experiment name")
-    p.add_argument("--no-track", action="store_true")
-    p.add_argument("--cache-dir")
+    p.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
+    p.add_argument("--cache-dir", help="DSPy disk cache (default $DSPY_CACHEDIR or ~/.dspy_cache)")
     add_model_options(p)
 
 
@@ -123,7 +131,7 @@ def _log(evaluation, prefix: str, program, enabled: bool) -> None:
 
 
 def cmd_compile(args, plan) -> int:
-    from optimizers.compile import Budget, compile_program, prompts
+    from optimizers.compile import Budget, check_budget, compile_program, prompts
     from optimizers.evaluate import evaluate
     from programs.corpus import load_examples
     from programs.pipeline import Stages
@@ -143,23 +151,34 @@ def cmd_compile(args, plan) -> int:
     params = _params(args, plan, program, devset, {"optimizer": args.optimizer, "stage": args.stage or "all",
                                                    "trainset": args.trainset, "trainset.size": len(trainset),
                                                    **budget.params()})
+    check_budget(args.optimizer, trainset, devset, budget)  # before the "before" evaluation is paid
     with _track(args, f"compile-{args.optimizer}-{args.out.stem}", params):
         before = evaluate(program, devset, args.threads)
         compiled = compile_program(program, args.optimizer, trainset, devset, budget, args.stage, reflection)
         after = evaluate(compiled, devset, args.threads)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        compiled.save(str(args.out))
+        worse = after.score < before.score
+        if not worse or args.keep_worse:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            compiled.save(str(args.out))
         if not args.no_track:
             import mlflow
 
             _log(before, "before.", program, True)
             _log(after, "after.", compiled, True)
             mlflow.log_param("compiled_hash", program_hash(compiled, Stages.parse(args.stages)))
-            mlflow.log_artifact(str(args.out))
+            if args.out.exists():
+                mlflow.log_artifact(str(args.out))
     print("devset before\n" + before.table())
     print("devset after\n" + after.table())
     changed = {k: v for k, v in prompts(compiled).items() if v != prompts(program)[k]}
     print(f"changed predictors: {', '.join(changed) or 'none'}")
+    if worse and not args.keep_worse:
+        print(f"gem-synth: the compiled program scored lower on the devset ({before.score:.3f} -> {after.score:.3f}); "
+              f"not saved (--keep-worse saves it anyway)", file=sys.stderr)
+        return 1
+    if worse:
+        print(f"gem-synth: warning: the compiled program scored lower on the devset "
+              f"({before.score:.3f} -> {after.score:.3f}); saved as asked", file=sys.stderr)
     print(f"saved {args.out}  (load it with: gem-synth run --program {args.out} ...)")
     return 0
 
@@ -210,6 +229,9 @@ def cmd_distil(args, plan) -> int:
     if not pairs:
         raise ValueError(f"no teacher pairs in {', '.join(args.teacher_run)}: nothing accepted or filtered out")
     positives = sum(p.is_procedural for p in pairs)
+    if not positives:
+        raise ValueError(f"{', '.join(args.teacher_run)} accepted no trajectory: a synthesizer distilled from "
+                         "rejections alone would only learn to reject; run the teacher on more procedural texts")
     print(f"teacher pairs: {positives} trajectories, {len(pairs) - positives} rejections")
     if args.sft_out:
         save_rows(sft_rows(pairs), args.sft_out)
@@ -261,11 +283,13 @@ def cmd_compare(args) -> int:
         return 1
     names = [r.info.run_name or r.info.run_id[:8] for r in runs]
     keys = sorted({k for r in runs for k in r.data.metrics if not k.startswith("outcome")})
-    width = max(12, *(len(n) for n in names))
+    models = [r.data.params.get("lm.model", "-") for r in runs]
+    width = max(12, *(len(n) for n in names + models))
     print(f"{'metric':<28}" + "".join(f"{n:>{width + 2}}" for n in names))
+    print(f"{'model':<28}" + "".join(f"{m:>{width + 2}}" for m in models))
     for key in keys:
-        cells = [r.data.metrics.get(key) for r in runs]
-        print(f"{key:<28}" + "".join(f"{'-' if c is None else f'{c:.3f}':>{width + 2}}" for c in cells))
+        cells = [_number(r.data.metrics.get(key)) for r in runs]
+        print(f"{key:<28}" + "".join(f"{c:>{width + 2}}" for c in cells))
     for key in ("optimizer", "stage", "program_hash", "compiled_hash"):
         values = [r.data.params.get(key, "-") for r in runs]
         if any(v != "-" for v in values):
@@ -278,6 +302,15 @@ def cmd_compare(args) -> int:
             for name, text in zip(names, variants):
                 print(f"  [{name}] {(text or '-')[:300]!r}")
     return 0
+
+
+def _number(value: float | None) -> str:
+    """Counts as integers, shares and scores with three decimals: 50 and 0.500 never look alike."""
+    if value is None:
+        return "-"
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.3f}"
 
 
 def _prompts(run) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from optimizers.metrics import extraction_metric, filter_agreement, gem_feedback_metric, gem_metric
+from optimizers.pool import never_resubmit
 from programs.pipeline import GEMPipeline
 
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa", "simba")
@@ -125,7 +126,22 @@ def _compile_stage_alone(program, optimizer, stage, trainset, valset, budget, re
     return compiled
 
 
+def check_budget(optimizer: str, trainset: list, valset: list | None, budget: Budget) -> None:
+    """Refuse, before any LM call, a compile the optimizer would abort later (ValueError, one line)."""
+    if not trainset:
+        raise ValueError("the trainset is empty")
+    if optimizer == "simba" and len(trainset) < budget.batch_size:
+        raise ValueError(f"simba needs at least --batch-size ({budget.batch_size}) training examples, "
+                         f"got {len(trainset)}: add examples or lower --batch-size")
+
+
 def _run(teleprompter, optimizer, student, trainset, valset, budget):
+    check_budget(optimizer, trainset, valset, budget)
+    with never_resubmit():
+        return _compile(teleprompter, optimizer, student, trainset, valset, budget)
+
+
+def _compile(teleprompter, optimizer, student, trainset, valset, budget):
     if optimizer == "bootstrap":
         compiled = teleprompter.compile(student, trainset=trainset)
     elif optimizer == "mipro":

@@ -115,4 +115,12 @@ def finetune_provider(data_dir: str | Path, model: str) -> str:
         job = lm.finetune(train_data=train, train_data_format=TrainDataFormat.CHAT)
     except Exception as exc:
         raise FinetuneUnavailable(f"{model}: {' '.join(str(exc).split())[:200]}") from exc
-    return job.result().model
+    try:
+        result = job.result()
+    except Exception as exc:
+        result = exc
+    if isinstance(result, BaseException) or not hasattr(result, "model"):
+        # DSPy's job returns the failure as its result (e.g. a TypeError) instead of raising it
+        text = " ".join(str(result).split())[:200]
+        raise FinetuneUnavailable(f"{model}: the provider's fine-tuning job failed: {type(result).__name__}: {text}")
+    return result.model

@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 
 from optimizers.metrics import Score, gem_metric, score_result
+from optimizers.pool import never_resubmit
 
 
 @dataclass
@@ -51,9 +52,10 @@ class Evaluation:
 class Cost:
     """What a program spent on a devset, measured by DSPy's usage tracker (cache hits are free)."""
 
-    lm_calls: int = 0
+    lm_calls: int = 0  # paid
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_calls: int = 0  # answered from DSPy's cache: free
     seconds: float = 0.0
     accepted: int = 0
 
@@ -78,11 +80,13 @@ class _Metered(dspy.Module):
         self.program = program
 
     def forward(self, **inputs):
+        from programs.models import cache_hits
         from programs.runner import usage_of
 
+        hits = cache_hits()
         with dspy.track_usage() as tracker:
             out = self.program(**inputs)
-        out.usage = usage_of(tracker)
+        out.usage = usage_of(tracker, cache_hits() - hits)
         return out
 
 
@@ -96,6 +100,7 @@ def evaluate_with_cost(program: dspy.Module, devset: list[dspy.Example], num_thr
         cost.lm_calls += usage.get("lm_calls", 0)
         cost.prompt_tokens += usage.get("prompt_tokens", 0)
         cost.completion_tokens += usage.get("completion_tokens", 0)
+        cost.cached_calls += usage.get("cached_calls", 0)
     return result, cost
 
 
@@ -118,8 +123,9 @@ def side_by_side(named: dict[str, tuple[Evaluation, Cost]]) -> str:
 
 def evaluate(program: dspy.Module, devset: list[dspy.Example], num_threads: int = 4) -> Evaluation:
     """Run the program on every example (through dspy.Evaluate, so MLflow autolog sees it)."""
-    run = dspy.Evaluate(devset=devset, metric=gem_metric, num_threads=num_threads, display_progress=False,
-                        failure_score=0.0, max_errors=len(devset) + 1)(program)
+    with never_resubmit():  # a slow example is waited for, never paid twice
+        run = dspy.Evaluate(devset=devset, metric=gem_metric, num_threads=num_threads, display_progress=False,
+                            failure_score=0.0, max_errors=len(devset) + 1)(program)
     scored: list[ExampleScore] = []
     parts: dict[str, list[float]] = {}
     outcomes: Counter[str] = Counter()

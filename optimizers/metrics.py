@@ -109,6 +109,9 @@ def score_result(result: SegmentResult, example=None, targets: Targets = Targets
     if result.outcome == "filtered_out":
         if label is False:
             return Score(1.0, {"filter": 1.0}, [])
+        if label is None:  # no label: the decision cannot be checked, but nothing was produced to score
+            return Score(0.0, {}, [f"filtered out an unlabelled text (label it `is_procedural` to score the "
+                                   f"filter): {result.reason}"])
         return Score(0.0, {"filter": 0.0}, [f"filtered out a procedural text: {result.reason}"])
     if label is False:
         return Score(0.0, {"filter": 0.0}, ["kept a text labelled non-procedural"])

@@ -139,6 +139,7 @@ def _documents_from_file(path: Path, opts: CorpusOptions) -> Iterator[tuple[str,
 def _documents_from_jsonl(path: Path, field: str) -> Iterator[tuple[str, str] | Unreadable]:
     if path.stat().st_size == 0:
         raise CorpusError(f"{path}: empty file")
+    seen_field = False
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             where = f"{path}:{number}"
@@ -152,6 +153,12 @@ def _documents_from_jsonl(path: Path, field: str) -> Iterator[tuple[str, str] | 
             except json.JSONDecodeError as exc:
                 yield Unreadable(where, f"line is not JSON ({exc.msg})")
                 continue
+            if isinstance(record, dict) and not seen_field:
+                if field not in record:  # the first record decides: a wrong --text-field is the corpus's problem
+                    fields = ", ".join(sorted(map(str, record))[:12]) or "none"
+                    raise CorpusError(f"{path}: the first record has no field `{field}` (its fields: {fields}); "
+                                      "name the text field with --text-field")
+                seen_field = True
             text = record.get(field) if isinstance(record, dict) else None
             if not isinstance(text, str) or not text.strip():
                 yield Unreadable(where, f"no text in field `{field}`")
@@ -247,6 +254,30 @@ def sample(items: Iterable, k: int, seed: int = 0) -> list:
 LABEL_FIELDS = ("is_procedural", "task_category", "domain")
 
 
+def _labels(record: dict, where: str) -> dict:
+    """The optional labels of one example, strictly typed: CorpusError names the line, the field and the value.
+
+    `is_procedural` must be a JSON boolean (a string such as "false", as CSV conversions
+    write, would be truthy); `task_category` one of `signatures.records.TaskCategory`;
+    `domain` a string.
+    """
+    from typing import get_args
+
+    from signatures.records import TaskCategory
+
+    labels = {k: record[k] for k in LABEL_FIELDS if k in record and record[k] is not None}
+    if "is_procedural" in labels and not isinstance(labels["is_procedural"], bool):
+        raise CorpusError(f"{where}: `is_procedural` must be true or false (a JSON boolean), "
+                          f"got {json.dumps(labels['is_procedural'])}")
+    categories = get_args(TaskCategory)
+    if "task_category" in labels and labels["task_category"] not in categories:
+        raise CorpusError(f"{where}: unknown `task_category` {json.dumps(labels['task_category'])}; "
+                          f"choose from {', '.join(categories)}")
+    if "domain" in labels and not isinstance(labels["domain"], str):
+        raise CorpusError(f"{where}: `domain` must be a string, got {json.dumps(labels['domain'])}")
+    return labels
+
+
 def load_examples(ref: str, opts: CorpusOptions = CorpusOptions(), limit: int | None = None) -> list:
     """Train/dev examples for optimizers: one per JSONL line (with optional labels
     `is_procedural`, `task_category`, `domain`), or one per segment of any other corpus."""
@@ -266,7 +297,7 @@ def load_examples(ref: str, opts: CorpusOptions = CorpusOptions(), limit: int | 
                 text = record.get(opts.text_field) if isinstance(record, dict) else None
                 if not isinstance(text, str) or not text.strip():
                     raise CorpusError(f"{path}:{number}: no text in field `{opts.text_field}`")
-                labels = {k: record[k] for k in LABEL_FIELDS if k in record}
+                labels = _labels(record, f"{path}:{number}")
                 source = f"{path}:{number}"
                 examples.append(dspy.Example(text=text, segment_id=segment_id(source, 0, text), source=source,
                                              **labels).with_inputs("text", "segment_id", "source"))

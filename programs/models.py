@@ -18,6 +18,7 @@ Known traps handled here rather than documented away:
 from __future__ import annotations
 
 import os
+import threading
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +28,12 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+import litellm  # noqa: E402
 from dspy.clients.cache import Cache  # noqa: E402
+
+# LiteLLM prints "Provider List: https://docs.litellm.ai/docs/providers" (in colour, on stdout) before raising
+# for an unknown model; gem-synth says what is wrong in its own one line.
+litellm.suppress_debug_info = True
 
 from programs.local_engine import MODEL_NAME, LlamaCppEngine  # noqa: E402
 
@@ -53,6 +59,11 @@ class ModelSpec:
     @property
     def is_local(self) -> bool:
         return self.model in (LOCAL, MODEL_NAME)
+
+    @property
+    def is_replay(self) -> bool:
+        """`replay/PATH`: answers recorded from a model, replayed offline (programs/replay.py)."""
+        return self.model.startswith("replay/")
 
     def public(self) -> dict[str, Any]:
         """What may be logged: everything but the key."""
@@ -144,6 +155,13 @@ def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
     kwargs: dict[str, Any] = {"cache": cache, "num_retries": spec.num_retries}
     if spec.temperature is not None:
         kwargs["temperature"] = spec.temperature
+    if spec.is_replay:
+        from programs.replay import RecordingError, replay_lm
+
+        try:
+            return replay_lm(spec.model.removeprefix("replay/"))
+        except RecordingError as exc:
+            raise ModelError(str(exc)) from exc
     if spec.is_local:
         try:
             engine = local_engine()
@@ -170,7 +188,7 @@ def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
 def check_lm(spec: ModelSpec) -> None:
     """Fail fast, before any corpus work: a missing key, a wrong model name, an unreachable
     endpoint or a rejected key each become one ModelError line. Costs one tiny call."""
-    if spec.is_local:
+    if spec.is_local or spec.is_replay:
         build_lm(spec)
         return
     if not spec.api_base and not spec.api_key:
@@ -211,8 +229,26 @@ def describe_lm_failure(spec: ModelSpec, exc: Exception) -> str:
     return f"{spec.model}{where} failed: {text[:200]}"
 
 
+_cache_hits = threading.local()
+
+
+def cache_hits() -> int:
+    """LM calls answered from DSPy's cache in this thread so far (they cost nothing and report no usage)."""
+    return getattr(_cache_hits, "count", 0)
+
+
 class EndpointAwareCache(Cache):
-    """DSPy's cache, with the endpoint (`api_base`/`base_url`) in the key; the key never is."""
+    """DSPy's cache, with the endpoint (`api_base`/`base_url`) in the key; the key never is.
+
+    It also counts hits per thread (`cache_hits()`): DSPy reports no usage for a cached
+    answer, so without the count a rerun served from the cache would read as "0 LM calls".
+    """
+
+    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        found = super().get(request, ignored_args_for_cache_key)
+        if found is not None:
+            _cache_hits.count = cache_hits() + 1
+        return found
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [k for k in (ignored_args_for_cache_key or []) if k not in ("api_base", "base_url")]

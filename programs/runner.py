@@ -25,10 +25,11 @@ from typing import Any
 
 import dspy
 
+from programs.adapter import GEMJSONAdapter
 from programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
 from programs.dataset_io import write_tables
 from programs.journal import Journal, read_entries
-from programs.models import ModelPlan, assign_models, configure_cache
+from programs.models import ModelPlan, assign_models, cache_hits, configure_cache
 from programs.pipeline import GEMPipeline, Stages, run_segment
 from programs.summary import Summary, summarize
 from signatures.records import Segment, SegmentResult
@@ -86,24 +87,26 @@ def build_program(program_path: str | None, stages: Stages) -> dspy.Module:
     return program
 
 
-def usage_of(tracker) -> dict[str, int]:
+def usage_of(tracker, cached_calls: int = 0) -> dict[str, int]:
+    """Paid LM calls and their tokens (DSPy's usage tracker), and calls answered from the cache."""
     calls = sum(len(entries) for entries in tracker.usage_data.values())
     totals = tracker.get_total_tokens()
     return {"prompt_tokens": sum(t.get("prompt_tokens") or 0 for t in totals.values()),
             "completion_tokens": sum(t.get("completion_tokens") or 0 for t in totals.values()),
-            "lm_calls": calls}
+            "lm_calls": calls, "cached_calls": cached_calls}
 
 
 def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
           ) -> tuple[SegmentResult, dict[str, int], float]:
     started = time.perf_counter()
+    hits = cache_hits()
     with dspy.context(**settings), dspy.track_usage() as tracker:
         try:
             result = run_segment(program, segment)
         except Exception as exc:  # a failure outside any model's doing: recorded, the run goes on
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             result = SegmentResult(segment=segment, outcome="error", stage="run", reason=reason)
-    return result, usage_of(tracker), time.perf_counter() - started
+    return result, usage_of(tracker, cache_hits() - hits), time.perf_counter() - started
 
 
 def _finished_ids(journal: Path) -> set[str]:
@@ -135,6 +138,8 @@ class Runner:
         self.manifest_path = self.out / "run.json"
         self.counts: Counter[str] = Counter()
         self.tokens = 0
+        self._unclaimed: dict[str, Any] | None = None  # run.json not yet written
+        self.bar = None
 
     def _manifest(self, phash: str) -> dict[str, Any]:
         return {"version": VERSION, "corpus": str(self.cfg.corpus), "stages": self.cfg.stages.names(),
@@ -164,7 +169,7 @@ class Runner:
         # Set per worker thread (dspy.context), not globally, so a caller's settings are left as they were.
         # DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists, even at
         # max_history_size=0: over a large corpus that is memory that grows and O(n) pops per call.
-        self.settings = dict(lm=default_lm, adapter=dspy.JSONAdapter(), track_usage=True, disable_history=True,
+        self.settings = dict(lm=default_lm, adapter=GEMJSONAdapter(), track_usage=True, disable_history=True,
                              max_trace_size=0)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
@@ -177,11 +182,11 @@ class Runner:
 
             with tracked_run(cfg.experiment, self.out.name, params, previous.get("mlflow_run_id"), cfg.trace) as run:
                 manifest["mlflow_run_id"] = run.info.run_id
-                self.manifest_path.write_text(json.dumps(manifest, indent=2))
+                self._unclaimed = manifest
                 summary = self._loop(program, meta, started)
                 log_results(summary.metrics(), self._artifacts(program, summary))
         else:
-            self.manifest_path.write_text(json.dumps(manifest, indent=2))
+            self._unclaimed = manifest
             summary = self._loop(program, meta, started)
             self._artifacts(program, summary)
         return summary
@@ -192,7 +197,6 @@ class Runner:
         seen: dict[str, str] = {}
         in_flight: dict[Future, Segment] = {}
         processed = 0
-        bar = self._progress()
         pool = ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem")
         interrupted = False
         try:
@@ -201,28 +205,33 @@ class Runner:
                 if item.id in done:
                     continue
                 if entry is not None:
-                    self._record(journal, entry, bar)
+                    self._record(journal, entry)
                     processed += 1
                     continue
                 while len(in_flight) >= self.cfg.workers:
-                    processed += self._drain(in_flight, journal, meta, bar)
+                    processed += self._drain(in_flight, journal, meta)
                 if self.preflight is not None:
                     self.preflight()
                     self.preflight = None
+                self._claim()
                 in_flight[pool.submit(_work, program, item, self.settings)] = item
             while in_flight:
-                processed += self._drain(in_flight, journal, meta, bar)
+                processed += self._drain(in_flight, journal, meta)
+            self._claim()  # a run with nothing to send (all done, duplicates, unreadable) is claimed too
         except KeyboardInterrupt:
             interrupted = True  # in-flight segments are dropped; their finished calls are in the cache
             raise
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
             journal.close()
-            if bar is not None:
-                bar.close()
+            if self.bar is not None:
+                self.bar.close()
         wall = time.perf_counter() - started
+        with (self.out / "sessions.jsonl").open("a", encoding="utf-8") as fh:  # wall time adds up over resumes
+            fh.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
+                                 "segments": processed}) + "\n")
         counts = write_tables(self.journal_path, self.out, self.cfg.format)
-        summary = summarize(self.journal_path, wall_seconds=wall, this_run_segments=processed)
+        summary = summarize(self.journal_path, this_run_wall_seconds=wall, this_run_segments=processed)
         if counts["trajectories"] + counts["rejects"] != summary.segments:
             raise RuntimeError(f"accounting broke: {counts} rows for {summary.segments} segments")
         return summary
@@ -239,7 +248,7 @@ class Runner:
         seen.setdefault(key, item.id)
         return None
 
-    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any], bar) -> int:
+    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any]) -> int:
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in finished:
             in_flight.pop(future)
@@ -247,11 +256,22 @@ class Runner:
             entry = {"id": result.segment.id, "outcome": result.outcome, "stage": result.stage,
                      "reason": result.reason, "retryable": result.retryable, "usage": usage,
                      "seconds": round(seconds, 3), "result": result.model_dump(mode="json"), **meta}
-            self._record(journal, entry, bar)
+            self._record(journal, entry)
         return len(finished)
 
-    def _record(self, journal: Journal, entry: dict[str, Any], bar) -> None:
+    def _claim(self) -> None:
+        """Write run.json, which ties OUT to these settings, once the run really starts: after the
+        model check passed, or with its first journal entry. A run stopped by a wrong model name
+        leaves OUT free for the corrected command."""
+        if self._unclaimed is not None:
+            self.manifest_path.write_text(json.dumps(self._unclaimed, indent=2))
+            self._unclaimed = None
+            self.bar = self._progress()  # drawn only now: not over the model check's error line
+
+    def _record(self, journal: Journal, entry: dict[str, Any]) -> None:
+        self._claim()
         journal.append(entry)
+        bar = self.bar
         self.counts[entry["outcome"]] += 1
         usage = entry.get("usage") or {}
         self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)

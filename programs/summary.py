@@ -31,9 +31,20 @@ class Summary:
     complexity: dict[str, dict[str, float]] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    lm_calls: int = 0
-    wall_seconds: float = 0.0
+    lm_calls: int = 0  # paid calls, over every session of the run
+    cached_calls: int = 0  # answered from DSPy's cache: free, no usage reported
+    wall_seconds: float = 0.0  # every session of the run (sessions.jsonl), so cost per trajectory holds after a resume
+    sessions: int = 0
+    this_run_wall_seconds: float = 0.0
     this_run_segments: int = 0
+
+    def per_accepted(self) -> dict[str, float]:
+        """Cost of one accepted trajectory over the whole run: paid calls, tokens, wall seconds."""
+        if not self.accepted:
+            return {}
+        return {"lm_calls": self.lm_calls / self.accepted,
+                "tokens": (self.prompt_tokens + self.completion_tokens) / self.accepted,
+                "wall_seconds": self.wall_seconds / self.accepted}
 
     @property
     def accepted(self) -> int:
@@ -46,13 +57,15 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "accepted": self.accepted, "yield": round(self.yield_rate, 4),
-                "paper_reference": PAPER}
+                "per_accepted": self.per_accepted(), "paper_reference": PAPER}
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for MLflow."""
         out: dict[str, float] = {"segments": self.segments, "accepted": self.accepted, "yield": self.yield_rate,
                                  "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                                 "lm_calls": self.lm_calls, "wall_seconds": self.wall_seconds}
+                                 "lm_calls": self.lm_calls, "cached_calls": self.cached_calls,
+                                 "wall_seconds": self.wall_seconds}
+        out |= {f"per_accepted.{k}": v for k, v in self.per_accepted().items()}
         out |= {f"outcome.{k}": v for k, v in self.outcomes.items()}
         out |= {f"violations.{k}": v for k, v in self.violation_codes.items()}
         out |= {f"judge.{k}.pass_rate": v for k, v in self.judge_pass_rates.items()}
@@ -78,14 +91,32 @@ class Summary:
                 ref = PAPER.get(name)
                 lines.append(f"  {name:<20}{stats['mean']:.1f} / {stats['median']:.1f}"
                              + (f"   ({ref})" if ref else ""))
-        lines.append(f"tokens              {self.prompt_tokens} in / {self.completion_tokens} out, "
-                     f"{self.lm_calls} LM calls")
-        lines.append(f"wall time           {self.wall_seconds:.1f} s")
+        lines.append(f"LM calls            {self.lm_calls} paid: {self.prompt_tokens} tokens in / "
+                     f"{self.completion_tokens} out" + (f"; {self.cached_calls} answered from the cache (free)"
+                                                        if self.cached_calls else ""))
+        sessions = f" over {self.sessions} sessions (this one {self.this_run_wall_seconds:.1f} s)" \
+            if self.sessions > 1 else ""
+        lines.append(f"wall time           {self.wall_seconds:.1f} s{sessions}")
+        if self.accepted:
+            cost = self.per_accepted()
+            lines.append(f"per trajectory      {cost['lm_calls']:.1f} paid calls, {cost['tokens']:.0f} tokens, "
+                         f"{cost['wall_seconds']:.1f} s")
         return "\n".join(lines)
 
 
-def summarize(journal: Path, wall_seconds: float = 0.0, this_run_segments: int = 0) -> Summary:
-    s = Summary(wall_seconds=wall_seconds, this_run_segments=this_run_segments)
+def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segments: int = 0) -> Summary:
+    """The summary of the run whose journal is `journal`; wall time from `sessions.jsonl` beside it."""
+    import json
+
+    s = Summary(this_run_wall_seconds=this_run_wall_seconds, this_run_segments=this_run_segments)
+    sessions_path = journal.parent / "sessions.jsonl"
+    if sessions_path.exists():
+        for line in sessions_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                s.sessions += 1
+                s.wall_seconds += json.loads(line).get("wall_seconds", 0.0)
+    else:
+        s.wall_seconds, s.sessions = this_run_wall_seconds, 1
     outcomes: Counter[str] = Counter()
     stopped: Counter[str] = Counter()
     codes: Counter[str] = Counter()
@@ -98,6 +129,7 @@ def summarize(journal: Path, wall_seconds: float = 0.0, this_run_segments: int =
         s.prompt_tokens += usage.get("prompt_tokens", 0)
         s.completion_tokens += usage.get("completion_tokens", 0)
         s.lm_calls += usage.get("lm_calls", 0)
+        s.cached_calls += usage.get("cached_calls", 0)
         result = entry.get("result")
         if not result:
             continue
