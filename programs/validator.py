@@ -68,9 +68,11 @@ RULES: dict[str, Rule] = {r.code: r for r in [
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # A parameter that makes the user type a secret into the chat (conventions.SECRETS), by its
 # snake_case or camelCase words: `password`, `new_pin`, `cvv`, `securityAnswer`, `card_number`.
+# A card *number* is a secret only for payment cards: `library_card_number` and `health_card_number` are
+# identifiers (the strong-model stand-in designed both, and both must pass).
 SECRET_PARAMETER = re.compile(
     r"(?:^|_)(?:password|passwd|passcode|passphrase|pin|pin_code|cvv2?|cvc|security_answer|secret_answer|"
-    r"card_number|credit_card_number|secret)(?:_|$)")
+    r"secret)(?:_|$)|^(?:(?:credit|debit|payment|bank)_)?card_number$")
 _TOOL = TypeAdapter(Tool)
 _MESSAGE = TypeAdapter(Message)
 

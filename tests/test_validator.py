@@ -153,14 +153,16 @@ def test_non_object_record_and_missing_messages():
     assert [v.code for v in validate({"tools": []})] == ["M001"]
 
 
-@pytest.mark.parametrize("name", ["password", "new_pin", "cvv", "securityAnswer", "card_number", "pin"])
+@pytest.mark.parametrize("name", ["password", "new_pin", "cvv", "securityAnswer", "card_number", "pin",
+                                  "credit_card_number"])
 def test_tools_never_take_secrets(name):
     record = openai_record()
     record["tools"].append(tool(name="verify_user", parameters={"type": "object", "properties": {name: {"type": "string"}}}))
     assert [v.code for v in validate(record)] == ["T007"]
 
 
-@pytest.mark.parametrize("name", ["pinned", "spinner_id", "card_last_four", "shipping_option"])
+@pytest.mark.parametrize("name", ["pinned", "spinner_id", "card_last_four", "shipping_option",
+                                  "library_card_number", "health_card_number"])
 def test_names_that_only_look_like_secrets_pass(name):
     record = openai_record()
     record["tools"].append(tool(name="lookup", parameters={"type": "object", "properties": {name: {"type": "string"}}}))
