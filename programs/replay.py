@@ -58,13 +58,13 @@ class RecordingMismatch(AssertionError):
     """
 
 
-def signature_of(system: str) -> type[dspy.Signature] | None:
-    """The gem-synth signature a DSPy system prompt belongs to, by its output field names."""
+def signature_of(system: str) -> tuple[str, type[dspy.Signature]] | None:
+    """The gem-synth signature (its name and class) a DSPy system prompt belongs to, by its output field names."""
     listed = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
     names = set(re.findall(r"^\d+\. `(\w+)`", listed, re.M))
-    for sig in SIGNATURES.values():
+    for name, sig in SIGNATURES.items():
         if set(sig.output_fields) == names:
-            return sig
+            return name, sig
     return None
 
 
@@ -152,9 +152,8 @@ class Recording:
     def rows(self) -> list[dict[str, Any]]:
         return [row for rows in self.entries.values() for row in rows]
 
-    def lookup(self, signature: type[dspy.Signature], inputs: dict[str, str]) -> dict[str, Any]:
-        """The recorded answer for this call; RecordingMismatch if there is none."""
-        name = signature.__name__
+    def lookup(self, name: str, signature: type[dspy.Signature], inputs: dict[str, str]) -> dict[str, Any]:
+        """The recorded answer for a call of the signature `name`; RecordingMismatch if there is none."""
         candidates = self.entries.get((name, call_key(signature, inputs)), [])
         if not candidates:
             what = f"text {inputs.get('text', '')[:60]!r}" if "text" in inputs else judge_key(inputs.get("tools", "[]"))
@@ -182,17 +181,18 @@ class ReplayEngine:
         self._lock = threading.Lock()
 
     def answer(self, system: str, user: str) -> dict[str, Any]:
-        signature = signature_of(system)
-        if signature is None:
+        found = signature_of(system)
+        if found is None:
             raise RecordingMismatch("a request for no gem-synth stage (an optimizer's own program?) "
                                     "cannot be replayed")
-        row = self.recording.lookup(signature, request_inputs(user))
+        name, signature = found
+        row = self.recording.lookup(name, signature, request_inputs(user))
         problem = answer_problem(signature, row["answer"])
         if problem:
-            raise RecordingMismatch(f"the recorded {STAGE_OF[signature.__name__]} answer no longer fits "
-                                    f"{signature.__name__}: {problem}; record the fixtures again")
+            raise RecordingMismatch(f"the recorded {STAGE_OF[name]} answer no longer fits {name}: {problem}; "
+                                    "record the fixtures again")
         with self._lock:
-            self.calls[STAGE_OF[signature.__name__]] += 1
+            self.calls[STAGE_OF[name]] += 1
         return row
 
     def complete(self, request) -> Response:
@@ -240,19 +240,20 @@ def recording_rows_from_relay(queue: str | Path) -> list[dict[str, Any]]:
         req = json.loads(req_path.read_text(encoding="utf-8"))
         messages = req.get("messages") or []
         system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
-        signature = signature_of(system)
-        if signature is None:
+        found = signature_of(system)
+        if found is None:
             continue
+        name, signature = found
         inputs = request_inputs(str(messages[-1].get("content") or ""))
         answer = resp_path.read_text(encoding="utf-8").strip()
         key = call_key(signature, inputs)
         digest = {"text": inputs.get("text", "")[:80]} if "text" in inputs else {"conversation": inputs.get("conversation", "")}
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        row = {"stage": STAGE_OF[signature.__name__], "signature": signature.__name__, "key": key,
+        row = {"stage": STAGE_OF[name], "signature": name, "key": key,
                "inputs": digest, "answer": answer,
                "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(answer) // 4},
                "request": int(req_path.stem.split("-")[1])}
-        ident = (signature.__name__, key, inputs.get("conversation", "")[:2000])
+        ident = (name, key, inputs.get("conversation", "")[:2000])
         rows.pop(ident, None)
         rows[ident] = row
     return list(rows.values())

@@ -94,6 +94,12 @@ def parse_record(record: Any) -> tuple[list[Tool], list[tuple[int, Message]], li
     if not isinstance(record, dict):
         return [], [], [violation("M001", None, "record is not a JSON object")]
     raw_tools = record.get("tools") or []
+    if isinstance(raw_tools, str):  # as TRL reads it and gem-synth's openai export writes it
+        try:
+            raw_tools = json.loads(raw_tools)
+        except json.JSONDecodeError:
+            found.append(violation("T001", None, "`tools` is a string that is not JSON"))
+            raw_tools = []
     raw_messages = record.get("messages")
     tools: list[Tool] = []
     for i, raw in enumerate(raw_tools if isinstance(raw_tools, list) else []):
@@ -345,30 +351,44 @@ _DAY_MONTH = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?(?: of)? (" + "|".join(m[:3
 _MONTH_DAY = re.compile(r"\b(" + "|".join(m[:3] for m in _MONTHS) + r")[a-z]*\.? (\d{1,2})(?:st|nd|rd|th)?\b")
 
 
+_DURATION_WORDS = {"day", "days", "week", "weeks", "weekend", "fortnight", "month", "months"}
+
+
+def _compact(text: str) -> str:
+    """Text with the separators people put inside codes and numbers removed (spaces, -, ., /)."""
+    return re.sub(r"[\s\-./]", "", text)
+
+
 class GroundingContext:
     """What the conversation has said so far, in the forms GEM's grounding rule accepts.
 
     The rule (signatures/conventions.py, GROUNDING) allows normalisation: a date said in
     words written as ISO 8601 (also a weekday, "today" or "tomorrow" relative to a date in
-    the context), a number in words or with separators, a name's words in another order
-    or case, a value computed from two grounded numbers (sum, difference, product, or a
-    share as a percentage).
+    the context, or a date a stated duration away from one), a number in words, a code or
+    number said in groups ("2900 0417 3312", "DE89 3704 ..."), a phone number said
+    nationally written with its country code, a name's words in another order or case
+    (also split at hyphens), a value computed from two grounded numbers (sum, difference,
+    product, or a share as a percentage).
     """
 
     def __init__(self) -> None:
         self.text = ""
+        self.compact = ""  # the text without spaces, hyphens, dots and slashes: "2900 0417 3312" -> "290004173312"
         self.words: set[str] = set()
         self.numbers: set[float] = set()
         self.dates: set[tuple[int, int]] = set()  # (month, day) said in words
         self.iso_dates: set[str] = set()
         self.relative = False
+        self.durations = False  # "two weeks", "next month", "within 10 days": dates computed from dates
         self._derived: set[float] | None = None
 
     def add(self, text: str) -> None:
         norm = _norm(text)
         self.text += "\n" + norm
+        self.compact += "\n" + _compact(norm)
         words = _WORD.findall(norm)
         self.words.update(w.strip(".,;:!?") for w in words)
+        self.words.update(part for w in words for part in re.split(r"[-/]", w.strip(".,;:!?")) if part)
         self.numbers |= _numbers(text) | {_NUMBER_WORDS[w] for w in self.words if w in _NUMBER_WORDS}
         self.dates |= {(_MONTHS.index(next(m for m in _MONTHS if m.startswith(mon))) + 1, int(day))
                        for day, mon in _DAY_MONTH.findall(norm)}
@@ -376,6 +396,7 @@ class GroundingContext:
                        for mon, day in _MONTH_DAY.findall(norm)}
         self.iso_dates |= {"-".join(m) for m in _ISO_DATE.findall(norm)}
         self.relative |= bool(self.words & {"today", "tomorrow", *_WEEKDAYS})
+        self.durations |= bool(self.words & _DURATION_WORDS)
         self._derived = None
 
     def derived(self) -> set[float]:
@@ -398,15 +419,25 @@ class GroundingContext:
             return False
         if (date.month, date.day) in self.dates:
             return True
-        if not self.relative:
-            return False
-        for known in self.iso_dates:  # "tomorrow", "Friday" relative to a date the context gives
+        known = set()
+        for iso in self.iso_dates:
             try:
-                delta = (date - dt.date.fromisoformat(known)).days
+                known.add(dt.date.fromisoformat(iso))
             except ValueError:
                 continue
-            if 0 <= delta <= 14 and (delta <= 1 or _WEEKDAYS[date.weekday()] in self.words):
-                return True
+        years = {d.year for d in known} or {date.year}
+        for month, day in self.dates:  # "20 April" in the year the context is in
+            for year in years:
+                try:
+                    known.add(dt.date(year, month, day))
+                except ValueError:
+                    pass
+        for base in known:
+            delta = (date - base).days
+            if self.relative and 0 <= delta <= 14 and (delta <= 1 or _WEEKDAYS[date.weekday()] in self.words):
+                return True  # "tomorrow", "Friday" relative to a date the context gives
+            if self.durations and abs(delta) <= 92:
+                return True  # "for two weeks", "next week or the week after": a date plus a number of days
         return False
 
     def grounds(self, value: Any) -> bool:
@@ -420,8 +451,14 @@ class GroundingContext:
         iso = _ISO_DATE.match(text)
         if iso and self.date_grounded(iso.group(0)) and len(text) <= 25:
             return True
-        words = [w.strip(".,;:!?") for w in _WORD.findall(text)]
-        words = [w for w in words if w]
+        compact = _compact(text)
+        if len(compact) >= 6 and sum(c.isdigit() for c in compact) >= 4:  # a code or number written in groups
+            if compact in self.compact:
+                return True
+            digits = re.sub(r"\D", "", compact)
+            if compact.startswith("+") and len(digits) >= 9 and digits[-9:] in re.sub(r"\D", "", self.compact):
+                return True  # a phone number said nationally ("0157 ...") written with its country code
+        words = [part for w in _WORD.findall(text) for part in re.split(r"[-/]", w.strip(".,;:!?")) if part]
         if not words:
             return False
         present = sum(w in self.words or w in self.text for w in words)
@@ -447,9 +484,12 @@ def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> I
                 args = _decode_arguments(call.function.arguments)
                 if tool is None or args is None:
                     continue
+                if _schema_problem(json.dumps(tool.function.parameters, sort_keys=True)):
+                    continue  # a broken schema (T004) cannot say which values it offers
                 props = tool.function.parameters.get("properties") or {}
                 for key, value in args.items():
-                    enum = (props.get(key) or {}).get("enum") or []
+                    prop = props.get(key)
+                    enum = (prop.get("enum") if isinstance(prop, dict) else None) or []
                     for leaf in _leaves(value):
                         if leaf in enum or context.grounds(leaf):
                             continue

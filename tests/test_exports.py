@@ -7,9 +7,6 @@ training template from TRL itself.
 """
 
 import json
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import datasets
@@ -59,7 +56,6 @@ ORDER_TURNS = [
 ]
 ORDERS = "To cancel an order, open Orders, pick the order and press Cancel before it ships."
 
-SDIST_TEMPLATES = "vendor/llama.cpp/models/templates/"
 TEMPLATES = {  # template file -> the argument/id/call form it needs
     "Qwen-Qwen2.5-7B-Instruct.jinja": {"arguments": "dict"},
     "Qwen-Qwen3-0.6B.jinja": {"empty_content": True},
@@ -104,22 +100,6 @@ def records(run_dir):
     rows = datasets.load_from_disk(str(run_dir / "trajectories"))
     assert rows.num_rows == 3
     return [canonical(r) for r in rows]
-
-
-@pytest.fixture(scope="session")
-def sdist(tmp_path_factory):
-    """Chat templates and the Qwen2 vocabulary from the llama-cpp-python sdist."""
-    root = tmp_path_factory.mktemp("sdist")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    "llama-cpp-python==0.3.36", "-d", str(root)], check=True, capture_output=True)
-    [archive] = root.glob("llama_cpp_python-*.tar.gz")
-    wanted = tuple(SDIST_TEMPLATES + t for t in TEMPLATES) + ("vendor/llama.cpp/models/ggml-vocab-qwen2.gguf",)
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if member.name.split("/", 1)[-1] in wanted:
-                member.name = Path(member.name).name
-                tar.extract(member, root)
-    return root
 
 
 def _orders(records):

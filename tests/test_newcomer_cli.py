@@ -258,3 +258,15 @@ def test_an_unknown_model_prints_one_line_no_provider_list_and_no_progress_bar(t
     out = capfd.readouterr()
     assert code == 2 and "Provider List" not in out.out + out.err
     assert out.err == "gem-synth: error: model 'gpt4' was not found: check the name and provider prefix\n"
+
+
+def test_the_readme_python_snippet_runs_as_written_from_any_folder(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"With `.venv/bin/python`, from any folder:\n\n```python\n(.*?)```", readme, re.S).group(1)
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("accepted") and "sophie.laurent@gmx.fr" in done.stdout

@@ -191,6 +191,12 @@ def _grounding_codes(user_text, args, system=None):
     ("I'm P-100, it was eighty... no, two scans of 40 and 45 EUR.", {"amount": 85}, None),
     # a name in another order and case
     ("I'm P-100, Anna Smith, 80 EUR.", {"amount": 80, "patient_name": "smith anna"}, None),
+    # a code said in groups, a national phone number written with its country code
+    ("I'm P-100, card 2900 0417 3312, 80 EUR.", {"amount": 80, "patient_name": "290004173312"}, None),
+    ("I'm P-100, mobile 0157 7392 0418, 80 EUR.", {"amount": 80, "patient_name": "+4915773920418"}, None),
+    # a date a stated duration after a date said in words
+    ("I'm P-100, 80 EUR; I fly on 20 April for two weeks.", {"amount": 80, "visit_date": "2026-05-04"},
+     "You are a claims assistant. Today is 2026-03-10."),
 ])
 def test_grounding_accepts_the_normalisations_the_rule_allows(user_text, args, system):
     assert _grounding_codes(user_text, args, system) == []
