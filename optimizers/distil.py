@@ -43,7 +43,8 @@ def pairs_from_results(results: Iterable[SegmentResult], negatives: bool = True)
                 text=r.segment.text, segment_id=r.segment.id, is_procedural=True,
                 tools=[ToolSpec.from_tool(t) for t in r.trajectory.tools],
                 trajectory=[Turn.from_message(m) for m in r.trajectory.messages],
-                patterns_used=list(r.patterns)).with_inputs("text", "segment_id"))
+                patterns_used=list(r.patterns_verified)).with_inputs("text", "segment_id"))  # taught to claim only
+                # what the conversation shows
         elif negatives and r.outcome == "filtered_out":
             pairs.append(dspy.Example(text=r.segment.text, segment_id=r.segment.id, is_procedural=False, tools=[],
                                       trajectory=[], patterns_used=[]).with_inputs("text", "segment_id"))

@@ -124,7 +124,7 @@ def score_result(result: SegmentResult, example=None, targets: Targets = Targets
         "validity": validity(traj),
         "grounding": grounding(traj),
         "complexity": complexity(traj, targets),
-        "patterns": pattern_coverage(result.patterns + result.draft_patterns),
+        "patterns": pattern_coverage(result.patterns_verified),  # verified, never merely claimed
     }.items():
         parts[name] = value
         feedback += [f"{name}: {n}" for n in notes[:5]]

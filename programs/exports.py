@@ -280,7 +280,7 @@ def parse_sft_answer(content: str) -> dict[str, Any]:
 
 def to_gem_sft(row: dict[str, Any], record: dict[str, Any], instruction: str) -> dict[str, Any]:
     answer = {"is_procedural": True, "tools": record["tools"], "messages": record["messages"],
-              "patterns": list(row.get("patterns") or [])}
+              "patterns": list(row.get("patterns_verified") or row.get("patterns") or [])}
     return {"messages": sft_messages(row["text"], answer, instruction)}
 
 

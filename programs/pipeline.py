@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dspy
 from pydantic import ValidationError
 
+from programs.patterns import verify
 from programs.stages import Extract, Filter, Generate, Judge, Refine
 from programs.validator import check_tools, errors, validate
 from signatures.records import (
@@ -162,6 +163,10 @@ def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
     all of them are held to the same rules and the same judge.
     """
     final = r.trajectory
+    claimed = list(dict.fromkeys([*r.patterns, *r.draft_patterns]))
+    messages = final.to_openai()["messages"]
+    r.pattern_evidence = verify(claimed, messages)  # the detectors' share; the judge adds its own below
+    r.patterns_verified = list(r.pattern_evidence)
     r.stage = "validate"
     r.violations = validate(final.to_openai())
     blocking = r.violations if stages.strict_grounding else errors(r.violations)
@@ -171,15 +176,19 @@ def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
 
     if stages.judge:
         r.judge = call_stage("judge", judge, stages.parse_retries, trajectory=final,
-                             claimed_patterns=list(r.patterns)).verdicts
+                             claimed_patterns=claimed).verdicts
         r.stage = "judge"
+        r.pattern_evidence = verify(claimed, messages,
+                                    {p.pattern: p.message_indices for p in r.judge.patterns_exercised})
+        r.patterns_verified = list(r.pattern_evidence)
         if not r.judge.passed:
             failed = [name for name, v in r.judge.rubrics().items() if not v.passed]
             raise StageStop("judge_failed", "judge", f"failed {', '.join(failed)}")
 
     r.record = TrajectoryRecord(
         id=r.segment.id, segment=r.segment, trajectory=final, workflows=r.workflows, labels=r.labels,
-        patterns=r.patterns, stats=TrajectoryStats.of(final.tools, final.messages), judge=r.judge,
+        patterns_claimed=claimed, patterns_verified=r.patterns_verified, pattern_evidence=r.pattern_evidence,
+        stats=TrajectoryStats.of(final.tools, final.messages), judge=r.judge,
         warnings=r.violations,
     )
 

@@ -29,6 +29,8 @@ class Summary:
     judge_pass_rates: dict[str, float] = field(default_factory=dict)
     judged: int = 0
     complexity: dict[str, dict[str, float]] = field(default_factory=dict)
+    patterns: dict[str, float] = field(default_factory=dict)  # claimed and verified per accepted trajectory
+    pattern_verified_share: dict[str, float] = field(default_factory=dict)  # per pattern: verified / claimed
     prompt_tokens: int = 0
     completion_tokens: int = 0
     lm_calls: int = 0  # paid calls, over every session of the run
@@ -69,6 +71,7 @@ class Summary:
         out |= {f"outcome.{k}": v for k, v in self.outcomes.items()}
         out |= {f"violations.{k}": v for k, v in self.violation_codes.items()}
         out |= {f"judge.{k}.pass_rate": v for k, v in self.judge_pass_rates.items()}
+        out |= {f"patterns.{k}": v for k, v in self.patterns.items()}
         for name, stats in self.complexity.items():
             out |= {f"complexity.{name}.{k}": v for k, v in stats.items()}
         return out
@@ -91,6 +94,9 @@ class Summary:
                 ref = PAPER.get(name)
                 lines.append(f"  {name:<20}{stats['mean']:.1f} / {stats['median']:.1f}"
                              + (f"   ({ref})" if ref else ""))
+        if self.patterns:
+            lines.append(f"patterns            {self.patterns['verified_mean']:.1f} verified of "
+                         f"{self.patterns['claimed_mean']:.1f} claimed per trajectory")
         lines.append(f"LM calls            {self.lm_calls} paid: {self.prompt_tokens} tokens in / "
                      f"{self.completion_tokens} out" + (f"; {self.cached_calls} answered from the cache (free)"
                                                         if self.cached_calls else ""))
@@ -122,6 +128,10 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
     codes: Counter[str] = Counter()
     passes: Counter[str] = Counter()
     complexity: dict[str, list[int]] = {k: [] for k in ("messages", "distinct_tools_used", "tool_calls", "user_turns")}
+    claimed_counts: list[int] = []
+    verified_counts: list[int] = []
+    claimed: Counter[str] = Counter()
+    verified: Counter[str] = Counter()
     for entry in final_entries(journal):
         s.segments += 1
         outcomes[entry["outcome"]] += 1
@@ -144,9 +154,17 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
         if record:
             for key, values in complexity.items():
                 values.append(record["stats"][key])
+            claimed_counts.append(len(record.get("patterns_claimed") or []))
+            verified_counts.append(len(record.get("patterns_verified") or []))
+            claimed.update(record.get("patterns_claimed") or [])
+            verified.update(record.get("patterns_verified") or [])
     s.outcomes, s.stopped_at, s.violation_codes = dict(outcomes), dict(stopped), dict(codes)
     if s.judged:
         s.judge_pass_rates = {r: passes[r] / s.judged for r in RUBRICS}
     s.complexity = {k: {"mean": statistics.fmean(v), "median": float(statistics.median(v))}
                     for k, v in complexity.items() if v}
+    if claimed_counts:
+        s.patterns = {"claimed_mean": statistics.fmean(claimed_counts), "verified_mean": statistics.fmean(verified_counts),
+                      "verified_at_least_3": sum(n >= 3 for n in verified_counts) / len(verified_counts)}
+        s.pattern_verified_share = {p: verified[p] / n for p, n in sorted(claimed.items())}
     return s

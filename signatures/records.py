@@ -176,7 +176,11 @@ class TrajectoryRecord(BaseModel):
     trajectory: Trajectory
     workflows: list[Workflow]
     labels: FilterLabels
-    patterns: list[Pattern] = Field(default_factory=list)
+    patterns_claimed: list[Pattern] = Field(default_factory=list, description="What the model said it exercised.")
+    patterns_verified: list[Pattern] = Field(
+        default_factory=list, description="The claimed patterns the transcript shows (programs/patterns.py).")
+    pattern_evidence: dict[str, list[int]] = Field(
+        default_factory=dict, description="Verified pattern -> the message indices that show it.")
     stats: TrajectoryStats
     judge: JudgeVerdicts | None = None
     warnings: list[Violation] = Field(default_factory=list)
@@ -199,7 +203,10 @@ class SegmentResult(BaseModel):
     draft: Trajectory | None = None
     draft_patterns: list[Pattern] = Field(default_factory=list)
     trajectory: Trajectory | None = None
-    patterns: list[Pattern] = Field(default_factory=list)
+    patterns: list[Pattern] = Field(default_factory=list, description="Claimed by the model for `trajectory`.")
+    patterns_verified: list[Pattern] = Field(default_factory=list,
+                                             description="Claims (of draft and final) the final transcript shows.")
+    pattern_evidence: dict[str, list[int]] = Field(default_factory=dict)
     violations: list[Violation] = Field(default_factory=list)
     judge: JudgeVerdicts | None = None
     record: TrajectoryRecord | None = None

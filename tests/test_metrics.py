@@ -46,6 +46,7 @@ def long_turns(rounds: int):
 def result(trajectory=None, outcome="accepted", judge=None, patterns=(), draft_patterns=()):
     return SegmentResult(segment=Segment(id="s", source="t", text="x"), outcome=outcome, stage="validate",
                          trajectory=trajectory, judge=judge, patterns=list(patterns),
+                         patterns_verified=list(dict.fromkeys([*patterns, *draft_patterns])),
                          draft_patterns=list(draft_patterns), labels=FilterLabels(is_procedural=True))
 
 

@@ -29,8 +29,13 @@ def test_accepted_path_keeps_every_intermediate_output():
     assert [t.name for t in record.trajectory.tools] == [s["name"] for s in TOOL_SPECS]
     assert record.stats.messages == len(TURNS) and record.stats.tool_calls == 2
     assert record.stats.distinct_tools_used == 2 and record.stats.user_turns == 2
-    assert record.patterns == ["multi_constraint_turn", "pitfall"]
+    assert record.patterns_claimed == ["multi_constraint_turn", "pitfall", "rule_awareness", "clarification",
+                                       "multi_hop_reasoning"]
     assert result.draft_patterns == ["rule_awareness", "clarification", "multi_hop_reasoning"]
+    # the transcript shows the question before submitting and the visit id found by list_visits; the
+    # other claims need the judge's evidence, and this judge gave none
+    assert record.patterns_verified == ["clarification", "multi_hop_reasoning"]
+    assert record.pattern_evidence == {"clarification": [4, 5, 6], "multi_hop_reasoning": [3, 6]}
     assert record.judge.passed and result.violations == []
     assert dict(engine.calls) == {"RelevanceFilter": 1, "WorkflowExtraction": 1, "TrajectoryGeneration": 1,
                                   "ComplexityRefinement": 1, "HallucinationJudge": 1}
@@ -126,7 +131,7 @@ def test_stage_switches_for_ablations(spec, calls):
     result, engine = run(PROCEDURE, stages=Stages.parse(spec))
     assert result.outcome == "accepted"
     assert set(engine.calls) == calls
-    assert result.record.patterns == ["rule_awareness", "clarification", "multi_hop_reasoning"]
+    assert result.record.patterns_claimed == ["rule_awareness", "clarification", "multi_hop_reasoning"]
 
 
 def test_strict_grounding_rejects_ungrounded_values():

@@ -235,3 +235,18 @@ def test_grounding_accepts_how_real_users_say_values():
                      for v in validate(json.loads(line)) if v.code == "G001")
     assert flagged == ["`count_customer_event_tickets.customer_email`",
                        "`submit_travel_questionnaire.destination_countries`"]
+
+
+def test_patterns_are_verified_not_claimed_on_real_answers(pipeline_run, synth_run):
+    """The pipeline's judge was recorded asked about the refinement's claims only, so the draft's
+    rule_conflict / rule_awareness claims find no evidence and stay unverified; the metric sees only
+    what the transcript or the judge shows."""
+    pipeline = json.loads((pipeline_run / "summary.json").read_text())["patterns"]
+    synth = json.loads((synth_run / "summary.json").read_text())["patterns"]
+    assert pipeline["claimed_mean"] == pytest.approx(11.4, abs=0.05)
+    assert pipeline["verified_mean"] == pytest.approx(9.4, abs=0.05)
+    assert synth["claimed_mean"] == synth["verified_mean"] == pytest.approx(9.9, abs=0.05)
+    rows = datasets.load_from_disk(str(pipeline_run / "trajectories"))
+    for row in rows:
+        assert set(row["patterns_verified"]) <= set(row["patterns_claimed"])
+        assert "rule_conflict" in row["patterns_claimed"] and "rule_conflict" not in row["patterns_verified"]
