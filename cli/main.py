@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stages", default="filter,extract,generate,refine,validate,judge",
                    help="comma list; drop refine or judge for ablations, filter for curated corpora")
     r.add_argument("--strict-grounding", action="store_true", help="reject trajectories with G001 warnings")
+    r.add_argument("--near-duplicates", type=float, default=0.8, metavar="JACCARD",
+                   help="a segment whose word shingles overlap an earlier one's this much (MinHash LSH) is a "
+                        "`duplicate` and costs no LM call; 0 turns it off (exact duplicates are always caught)")
     r.add_argument("--workers", type=int, default=4, help="segments processed concurrently")
     r.add_argument("--limit", type=int, help="only the first N corpus items")
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
@@ -152,6 +155,8 @@ def cmd_run(args) -> int:
     stages = replace(Stages.parse(args.stages), strict_grounding=args.strict_grounding)
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if not 0 <= args.near_duplicates <= 1:
+        raise ValueError(f"--near-duplicates must be between 0 and 1, got {args.near_duplicates}")
     options = CorpusOptions(segment_words=args.segment_words, text_field=args.text_field,
                             text_column=args.text_column, split=args.split)
     next(iter(read_corpus(args.corpus, options)), None)  # a bad corpus fails here, before any model work
@@ -159,7 +164,8 @@ def cmd_run(args) -> int:
     cfg = RunConfig(corpus=args.corpus, out=args.out, corpus_options=options, stages=stages, workers=args.workers,
                     limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
                     program_path=args.program, track=not args.no_track, trace=args.trace,
-                    experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress)
+                    experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress,
+                    near_duplicates=args.near_duplicates or None)
     def preflight() -> None:
         for spec in {plan.default, *plan.stages.values()}:
             check_lm(spec)

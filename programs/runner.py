@@ -27,6 +27,7 @@ import dspy
 
 from programs.adapter import GEMJSONAdapter
 from programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
+from programs.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from programs.dataset_io import write_tables
 from programs.journal import Journal, read_entries
 from programs.models import ModelPlan, assign_models, cache_hits, configure_cache
@@ -58,6 +59,7 @@ class RunConfig:
     experiment: str = "gem-synth"
     cache_dir: str | None = None
     progress: bool = True
+    near_duplicates: float | None = DEFAULT_THRESHOLD  # MinHash LSH Jaccard threshold; None: exact duplicates only
 
 
 def program_hash(program: dspy.Module, stages: Stages) -> str:
@@ -146,7 +148,8 @@ class Runner:
                 "strict_grounding": self.cfg.stages.strict_grounding, "models": self.plan.public(),
                 "program_hash": phash, "segment_words": self.cfg.corpus_options.segment_words,
                 "text_field": self.cfg.corpus_options.text_field,
-                "text_column": self.cfg.corpus_options.text_column, "split": self.cfg.corpus_options.split}
+                "text_column": self.cfg.corpus_options.text_column, "split": self.cfg.corpus_options.split,
+                "near_duplicates": self.cfg.near_duplicates}
 
     def _check_resume(self, manifest: dict[str, Any]) -> dict[str, Any]:
         if not self.manifest_path.exists():
@@ -195,6 +198,7 @@ class Runner:
         done = _finished_ids(self.journal_path)
         journal = Journal.open(self.journal_path)
         seen: dict[str, str] = {}
+        self.near = NearDuplicateIndex(self.cfg.near_duplicates) if self.cfg.near_duplicates else None
         in_flight: dict[Future, Segment] = {}
         processed = 0
         pool = ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem")
@@ -246,6 +250,12 @@ class Runner:
             return {"id": item.id, "outcome": "duplicate", "stage": "read",
                     "reason": f"same text as segment {seen[key]}", "segment": item.model_dump(), **meta}
         seen.setdefault(key, item.id)
+        # Every item goes through the index, finished ones too, so a resumed run decides exactly as the first.
+        twin = self.near.twin(item.id, item.text) if self.near is not None else None
+        if twin is not None:
+            return {"id": item.id, "outcome": "duplicate", "stage": "read", "twin": twin[0],
+                    "reason": f"near-copy of segment {twin[0]} (estimated Jaccard {twin[1]:.2f} >= "
+                              f"{self.cfg.near_duplicates})", "segment": item.model_dump(), **meta}
         return None
 
     def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any]) -> int:

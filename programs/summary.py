@@ -29,6 +29,7 @@ class Summary:
     judge_pass_rates: dict[str, float] = field(default_factory=dict)
     judged: int = 0
     complexity: dict[str, dict[str, float]] = field(default_factory=dict)
+    diversity: dict[str, float] = field(default_factory=dict)  # distinct domains, tool-set designs, ... (see below)
     patterns: dict[str, float] = field(default_factory=dict)  # claimed and verified per accepted trajectory
     pattern_verified_share: dict[str, float] = field(default_factory=dict)  # per pattern: verified / claimed
     prompt_tokens: int = 0
@@ -72,6 +73,7 @@ class Summary:
         out |= {f"violations.{k}": v for k, v in self.violation_codes.items()}
         out |= {f"judge.{k}.pass_rate": v for k, v in self.judge_pass_rates.items()}
         out |= {f"patterns.{k}": v for k, v in self.patterns.items()}
+        out |= {f"diversity.{k}": v for k, v in self.diversity.items()}
         for name, stats in self.complexity.items():
             out |= {f"complexity.{name}.{k}": v for k, v in stats.items()}
         return out
@@ -94,6 +96,13 @@ class Summary:
                 ref = PAPER.get(name)
                 lines.append(f"  {name:<20}{stats['mean']:.1f} / {stats['median']:.1f}"
                              + (f"   ({ref})" if ref else ""))
+        if self.diversity:
+            d = self.diversity
+            lines.append(f"diversity           {d['domains']:.0f} domains, {d['task_categories']:.0f} task categories, "
+                         f"{d['platforms']:.0f} platforms, {d['tool_names']:.0f} tool names")
+            lines.append(f"                    {d['tool_set_designs']:.0f} tool-set designs (largest "
+                         f"{d['largest_tool_set_share']:.0%}), {d['first_request_clusters']:.0f} distinct first "
+                         f"requests (largest {d['largest_first_request_share']:.0%})")
         if self.patterns:
             lines.append(f"patterns            {self.patterns['verified_mean']:.1f} verified of "
                          f"{self.patterns['claimed_mean']:.1f} claimed per trajectory")
@@ -128,6 +137,7 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
     codes: Counter[str] = Counter()
     passes: Counter[str] = Counter()
     complexity: dict[str, list[int]] = {k: [] for k in ("messages", "distinct_tools_used", "tool_calls", "user_turns")}
+    accepted_records: list[dict] = []
     claimed_counts: list[int] = []
     verified_counts: list[int] = []
     claimed: Counter[str] = Counter()
@@ -154,6 +164,7 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
         if record:
             for key, values in complexity.items():
                 values.append(record["stats"][key])
+            accepted_records.append(record)
             claimed_counts.append(len(record.get("patterns_claimed") or []))
             verified_counts.append(len(record.get("patterns_verified") or []))
             claimed.update(record.get("patterns_claimed") or [])
@@ -163,8 +174,41 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
         s.judge_pass_rates = {r: passes[r] / s.judged for r in RUBRICS}
     s.complexity = {k: {"mean": statistics.fmean(v), "median": float(statistics.median(v))}
                     for k, v in complexity.items() if v}
+    if accepted_records:
+        s.diversity = diversity(accepted_records)
     if claimed_counts:
         s.patterns = {"claimed_mean": statistics.fmean(claimed_counts), "verified_mean": statistics.fmean(verified_counts),
                       "verified_at_least_3": sum(n >= 3 for n in verified_counts) / len(verified_counts)}
         s.pattern_verified_share = {p: verified[p] / n for p, n in sorted(claimed.items())}
     return s
+
+
+def diversity(records: list[dict]) -> dict[str, float]:
+    """How varied accepted trajectories are: distinct labels and tool names, and near-duplicate clusters
+    (MinHash LSH, programs/dedup.py) of tool-set designs (tool and parameter names) and of first user
+    requests, with the share of the largest cluster (1.0: everything is one design)."""
+    from programs.dedup import clusters, shingles
+
+    def tool_tokens(record: dict) -> set[bytes]:
+        tools = record["trajectory"]["tools"]
+        names = {t["function"]["name"] for t in tools}
+        params = {p for t in tools for p in (t["function"].get("parameters") or {}).get("properties", {})}
+        return {n.encode() for n in names | params}
+
+    def first_request(record: dict) -> set[bytes]:
+        user = next((m for m in record["trajectory"]["messages"] if m.get("role") == "user"), {})
+        content = user.get("content")
+        return shingles(content if isinstance(content, str) else "")
+
+    n = len(records)
+    tool_sets = clusters(((r["id"], tool_tokens(r)) for r in records), threshold=0.5)
+    requests = clusters(((r["id"], first_request(r)) for r in records), threshold=0.5)
+    labels = [r.get("labels") or {} for r in records]
+    return {
+        "domains": len({lab.get("domain") for lab in labels if lab.get("domain")}),
+        "task_categories": len({lab.get("task_category") for lab in labels if lab.get("task_category")}),
+        "platforms": len({lab.get("platform") for lab in labels if lab.get("platform")}),
+        "tool_names": len({t["function"]["name"] for r in records for t in r["trajectory"]["tools"]}),
+        "tool_set_designs": len(tool_sets), "largest_tool_set_share": len(tool_sets[0]) / n,
+        "first_request_clusters": len(requests), "largest_first_request_share": len(requests[0]) / n,
+    }
