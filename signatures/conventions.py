@@ -38,7 +38,9 @@ Secrets: no tool takes a password, PIN, passcode, CVV, security answer or full c
 number as a parameter, and no one asks for or types one into the conversation. Identify
 users by non-secret facts (an account or member number, a date of birth, the email on
 file) or through a tool that starts verification outside the chat (a code or sign-in
-link sent to the registered phone or email, which the user completes there)."""
+link sent to the registered phone or email, which the user completes there). When the
+source text has users sign in with a password or PIN, that sign-in happens outside the
+chat: model it as such a verification tool, never as a parameter."""
 
 PERSONA = """\
 System prompt and persona: the system prompt holds only what the deployed assistant knows

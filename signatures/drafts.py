@@ -38,16 +38,37 @@ class ToolParameter(BaseModel):
     type: JsonType = Field(description="Precise JSON type of the value.")
     description: str = Field(description="What the value means, its format (e.g. ISO 8601 date) and units.")
     required: bool = Field(description="True if the call is meaningless without it.")
-    enum: list[str] = Field(default_factory=list, description="Allowed values when the set is closed, else empty.")
+    enum: list[str] = Field(default_factory=list, description='Allowed values when the set is closed, else empty; '
+                                                             'for an integer or number, its values as strings ("6", "12").')
     items_type: JsonType | None = Field(default=None, description="Element type when `type` is array, else null.")
 
     def to_schema(self) -> dict:
         schema: dict = {"type": self.type, "description": self.description}
         if self.enum:
-            schema["enum"] = list(self.enum)
+            schema["enum"] = _typed_enum(self.enum, self.type)
         if self.type == "array":
             schema["items"] = {"type": self.items_type or "string"}
         return schema
+
+
+def _typed_enum(values: list[str], json_type: str) -> list:
+    """Enum values in the parameter's own type: a closed set of integers is written as strings by the
+    model (strict structured output wants one item type) and must be integers in the schema, or every
+    call fails it (C004). Values that do not convert are dropped."""
+    if json_type not in ("integer", "number"):
+        return list(values)
+    out = []
+    for value in values:
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if json_type == "integer":
+            if number.is_integer():
+                out.append(int(number))
+        else:
+            out.append(int(number) if number.is_integer() else number)
+    return out
 
 
 class ToolSpec(BaseModel):

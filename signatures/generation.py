@@ -41,8 +41,8 @@ class TrajectoryGeneration(dspy.Signature):
       consistent across the conversation, and realistic errors (not found, invalid
       state, limit reached, validation failure). An error message says what went wrong,
       never how to fix it or which call to make instead.
-    - Use at least 3 of these 5 patterns, each at most twice, and list exactly those you
-      used in `patterns_used`:
+    - Use at least 3 of these 5 patterns, each in at most two places of the conversation,
+      and list each pattern you used once in `patterns_used`:
       `rule_conflict` (the user wants something a domain rule forbids; the assistant
       holds the rule and explains it); `error_recovery` (a tool returns an error and the
       assistant recovers sensibly); `clarification` (the assistant asks about an

@@ -21,8 +21,9 @@ class HallucinationJudge(dspy.Signature):
 
     R2 `capability_hallucination`: fail if the assistant claims it cannot do something
     that one of the tools allows, or claims to have done or to be able to do something
-    that no tool allows, or fails to tell the user about a real limitation (a rule or a
-    missing tool) that stands in the way of their request.
+    that no tool allows, or states what the service, its app or its staff can do when
+    nothing in the conversation backs it, or fails to tell the user about a real
+    limitation (a rule or a missing tool) that stands in the way of their request.
 
     R3 `context_hallucination`: fail if the assistant refers wrongly to earlier turns
     (misquotes the user, misreports a tool result, contradicts what was established), or

@@ -27,8 +27,10 @@ class ComplexityRefinement(dspy.Signature):
       one.
     - One or two deliberate pitfalls: a plausible but wrong action the assistant must
       avoid (acting on the wrong record, skipping a rule, writing without confirmation).
-    - Use at least 3 of these patterns, each at most twice, and list exactly those the
-      rewritten conversation exercises in `patterns_used`: `error_recovery` (a tool error
+    - The draft's own patterns (rule conflicts, clarifications, multi-hop reasoning, rule
+      checks) stay where they fit. Add at least 3 of these refinement patterns, each in at
+      most two places of the conversation, and list each one the rewritten conversation
+      exercises once in `patterns_used` (only these names: the draft's are checked anyway): `error_recovery` (a tool error
       the assistant recovers from); `long_noisy_context`; `clarification_inferable` (an
       ambiguity the assistant resolves from context without asking) and
       `clarification_not_inferable` (one it must ask about); `no_tool_available` (the

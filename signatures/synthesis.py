@@ -43,8 +43,8 @@ class TrajectorySynthesis(dspy.Signature):
        records the assistant must sift.
     6. Make it hard: the user has a persona, at least one user turn carries several
        constraints at once, one or two pitfalls the assistant must avoid, and at least
-       three of the patterns below, each at most twice. List exactly those the
-       conversation exercises in `patterns_used`.
+       three of the patterns below, each in at most two places of the conversation. List
+       each pattern the conversation exercises once in `patterns_used`.
     Size: aim for 40 to 50 turns, 8 or more distinct tools called and 15 or more tool
     calls.
 

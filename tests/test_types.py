@@ -108,3 +108,17 @@ def test_tool_specs_round_trip_through_openai_tools():
     for spec in TOOL_SPECS:
         original = ToolSpec(**spec)
         assert ToolSpec.from_tool(original.to_tool()) == original
+
+
+def test_an_integer_closed_set_is_an_integer_enum_in_the_schema():
+    """A model writes enum values as strings (the shape allows one item type); a helper answering as the
+    model reported that a closed set of months (6 or 12) could not be expressed as integers."""
+    from jsonschema import Draft202012Validator
+
+    from signatures.drafts import ToolParameter
+
+    schema = ToolParameter(name="duration_months", type="integer", description="Months.", required=True,
+                           enum=["6", "12", "six"]).to_schema()
+    assert schema["enum"] == [6, 12]
+    assert Draft202012Validator(schema).is_valid(6) and not Draft202012Validator(schema).is_valid("6")
+    assert ToolParameter(name="x", type="string", description="d", required=True, enum=["6"]).to_schema()["enum"] == ["6"]
