@@ -142,6 +142,7 @@ class Runner:
         self.tokens = 0
         self._unclaimed: dict[str, Any] | None = None  # run.json not yet written
         self.bar = None
+        self._done: set[str] = set()
 
     def _manifest(self, phash: str) -> dict[str, Any]:
         return {"version": VERSION, "corpus": str(self.cfg.corpus), "stages": self.cfg.stages.names(),
@@ -196,6 +197,7 @@ class Runner:
 
     def _loop(self, program: dspy.Module, meta: dict[str, Any], started: float) -> Summary:
         done = _finished_ids(self.journal_path)
+        self._done = done
         journal = Journal.open(self.journal_path)
         seen: dict[str, str] = {}
         self.near = NearDuplicateIndex(self.cfg.near_duplicates) if self.cfg.near_duplicates else None
@@ -281,21 +283,24 @@ class Runner:
     def _record(self, journal: Journal, entry: dict[str, Any]) -> None:
         self._claim()
         journal.append(entry)
-        bar = self.bar
         self.counts[entry["outcome"]] += 1
         usage = entry.get("usage") or {}
-        self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-                                + f" tokens={self.tokens}", refresh=False)
+        tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        self.tokens += tokens
+        if self.bar is not None:
+            self.bar.update(entry["outcome"], tokens)
 
     def _progress(self):
+        """Segments done of the corpus's total (counted without LM work, when cheap), outcomes, tokens, ETA."""
         if not self.cfg.progress:
             return None
-        from tqdm import tqdm
+        from programs.progress import Progress, count
 
-        return tqdm(total=self.cfg.limit or self.cfg.sample, unit="seg", desc="gem-synth", dynamic_ncols=True)
+        total = count(_items(self.cfg))
+        caps = [n for n in (total, self.cfg.limit, self.cfg.sample) if n]
+        total = min(caps) if total is not None or self.cfg.limit or self.cfg.sample else None
+        done = min(len(self._done), total) if total is not None else len(self._done)
+        return Progress(total, done)
 
     def _artifacts(self, program: dspy.Module, summary: Summary) -> list[Path]:
         summary_json = self.out / "summary.json"
