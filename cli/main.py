@@ -176,6 +176,11 @@ def cmd_run(args) -> int:
 
     summary = run(cfg, plan, preflight=preflight)
     print(summary.table())
+    unreadable = summary.outcomes.get("unreadable", 0)
+    if summary.segments and unreadable == summary.segments:
+        print(f"gem-synth: error: no readable text in {args.corpus}: all {unreadable} item(s) unreadable "
+              f"(reasons in {args.out / 'rejects'})", file=sys.stderr)
+        return 1
     print(f"trajectories: {args.out / 'trajectories'}   rejects: {args.out / 'rejects'}   "
           f"summary: {args.out / 'summary.json'}")
     for fmt in args.export:

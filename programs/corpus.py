@@ -23,6 +23,7 @@ from signatures.records import Segment
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+DOCUMENT_SUFFIXES = {".pdf", ".docx"}
 _BLOCK_TAGS = ["p", "div", "section", "article", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre",
                "blockquote", "table", "tr", "dd", "dt", "br", "hr", "main", "header", "footer"]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -118,11 +119,20 @@ def _read_text_file(path: Path) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    if path.suffix.lower() in HTML_SUFFIXES:
+    if path.suffix.lower() in HTML_SUFFIXES or looks_like_html(text):
         text = html_to_text(text)
     if not text.strip():
         raise CorpusError(f"{path}: empty file")
     return text
+
+
+_HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
+
+
+def looks_like_html(text: str) -> bool:
+    """An HTML document whatever its name says (help-centre exports saved as .md or .txt): a model
+    shown it raw reads markup, styles and scripts (one of the recording's answerers got exactly that)."""
+    return bool(_HTML_START.match(text[:2000]))
 
 
 def _documents_from_file(path: Path, opts: CorpusOptions) -> Iterator[tuple[str, str] | Unreadable]:
@@ -131,9 +141,74 @@ def _documents_from_file(path: Path, opts: CorpusOptions) -> Iterator[tuple[str,
         yield from _documents_from_jsonl(path, opts.text_field)
     elif suffix in TEXT_SUFFIXES | HTML_SUFFIXES:
         yield str(path), _read_text_file(path)
+    elif suffix == ".pdf":
+        yield from _documents_from_pdf(path)
+    elif suffix == ".docx":
+        yield from _documents_from_docx(path)
     else:
-        known = sorted(TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES)
+        known = sorted(TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES | DOCUMENT_SUFFIXES)
         raise CorpusError(f"{path}: unknown format {suffix or '(no extension)'}; expected one of {' '.join(known)}")
+
+
+def _documents_from_pdf(path: Path) -> Iterator[tuple[str, str] | Unreadable]:
+    """One document per page with text, sourced `file.pdf#page=N` (pypdf: maintained, pure Python).
+
+    An encrypted PDF (without an empty user password), one that does not parse, or one with
+    no text layer at all (a scan: OCR it first) is a single Unreadable with the reason.
+    """
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            yield Unreadable(str(path), "encrypted PDF: it needs a password")
+            return
+        pages = [(n, page.extract_text() or "") for n, page in enumerate(reader.pages, start=1)]
+    except (PdfReadError, ValueError, KeyError, OSError, TypeError) as exc:
+        yield Unreadable(str(path), f"not a readable PDF ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})")
+        return
+    except Exception as exc:  # pypdf raises many kinds for a damaged file; the run goes on
+        yield Unreadable(str(path), f"not a readable PDF ({type(exc).__name__})")
+        return
+    texts = [(n, text) for n, text in pages if text.strip()]
+    if not texts:
+        yield Unreadable(str(path), f"PDF has no text layer ({len(pages)} page(s)): a scan? run OCR first")
+        return
+    for n, text in texts:
+        yield f"{path}#page={n}", text
+
+
+def _documents_from_docx(path: Path) -> Iterator[tuple[str, str] | Unreadable]:
+    """One document per section (a heading and what follows it), sourced `file.docx#section=Heading`,
+    with tables' cells in reading order (python-docx)."""
+    try:
+        import docx
+        from docx.table import Table
+
+        document = docx.Document(str(path))
+    except Exception as exc:  # not a zip, an encrypted (OLE) file, a damaged package
+        yield Unreadable(str(path), f"not a readable DOCX ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})")
+        return
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in block.rows]
+            sections[-1][1].append("\n".join(rows))
+            continue
+        text = block.text.strip()
+        style = (block.style.name if block.style is not None else "") or ""
+        if text and style.lower().startswith(("heading", "title")):
+            sections.append((text, [text]))
+        elif text:
+            sections[-1][1].append(text)
+    found = False
+    for title, paragraphs in sections:
+        if paragraphs:
+            found = True
+            yield (f"{path}#section={title}" if title else str(path)), "\n\n".join(paragraphs)
+    if not found:
+        yield Unreadable(str(path), "DOCX has no text")
 
 
 def _documents_from_jsonl(path: Path, field: str) -> Iterator[tuple[str, str] | Unreadable]:

@@ -25,7 +25,7 @@ def _bad_inputs(tmp_path):
     (tmp_path / "blank.txt").write_text("   \n\n ")
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\x00\x00\x01")
     (tmp_path / "latin1.txt").write_bytes("Caf\xe9 au lait".encode("latin-1"))
-    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "emptydir").mkdir()
     return {
@@ -34,7 +34,7 @@ def _bad_inputs(tmp_path):
         "blank": (tmp_path / "blank.txt", "blank.txt: empty file"),
         "binary": (tmp_path / "binary.txt", "binary.txt: binary file, not text"),
         "non-utf8": (tmp_path / "latin1.txt", "latin1.txt: not UTF-8 text (byte 3)"),
-        "unknown format": (tmp_path / "doc.pdf", "doc.pdf: unknown format .pdf; expected one of"),
+        "unknown format": (tmp_path / "sheet.xlsx", "sheet.xlsx: unknown format .xlsx; expected one of"),
         "empty jsonl": (tmp_path / "empty.jsonl", "empty.jsonl: empty file"),
         "empty folder": (tmp_path / "emptydir", "emptydir: folder has no files"),
     }
