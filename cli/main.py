@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("output", type=Path, help="a .jsonl file, or a folder for a Hugging Face dataset")
     _add_model_options(r)
 
+    w = sub.add_parser("view", help="write a run as one self-contained HTML page (trajectories, rejects, summary)")
+    w.add_argument("run", type=Path, help="a `gem-synth run` output folder")
+    w.add_argument("--out", type=Path, help="where to write the page (default: RUN/report.html)")
+    w.add_argument("--serve", action="store_true", help="also serve it on 127.0.0.1 until Ctrl-C")
+    w.add_argument("--port", type=int, default=8765, help="port for --serve")
+
     from cli.optimize import add_parsers
 
     add_parsers(sub, _add_model_options)
@@ -139,6 +145,16 @@ def _export(source, fmt: str, out: Path, split: str = "train") -> None:
     for line in report.left_out:
         print(f"left out: {line}", file=sys.stderr)
     print("\n".join(report.lines(fmt, out)))
+
+
+def cmd_view(args) -> int:
+    from programs.viewer import serve, write_report
+
+    path = write_report(args.run, args.out)
+    print(f"report: {path}  (open it in a browser; no server needed)")
+    if args.serve:
+        serve(path.resolve(), args.port)
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cli import optimize
 
-    handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
+    handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "view": cmd_view, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
                 "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,
                 "distil": lambda a: optimize.cmd_distil(a, _plan(a)), "finetune": optimize.cmd_finetune}
     try:
