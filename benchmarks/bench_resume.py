@@ -34,9 +34,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, server_process(args.latency) as url:
         corpus = write_corpus(Path(tmp) / "corpus.jsonl", n)
         out = Path(tmp) / "out"
-        cmd = [sys.executable, "-m", "cli", "run", str(corpus), "--out", str(out), "--lm", "hosted_vllm/bench",
+        cmd = [sys.executable, "-m", "gem_synth.cli", "run", str(corpus), "--out", str(out), "--lm", "hosted_vllm/bench",
                "--api-base", url, "--api-key", "bench", "--workers", str(args.workers), "--no-track",
-               "--no-progress", "--cache-dir", str(Path(tmp) / "cache")]
+               "--no-progress", "--cache-dir", str(Path(tmp) / "cache"), "--near-duplicates", "0"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         journal = out / "journal.jsonl"

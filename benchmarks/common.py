@@ -46,16 +46,17 @@ def write_corpus(path: Path, n: int, procedural: bool = True) -> Path:
 
 
 def run_config(corpus: Path, out: Path, workers: int, stages: str = "filter,extract,generate,refine,validate,judge"):
-    from programs.corpus import CorpusOptions
-    from programs.pipeline import Stages
-    from programs.runner import RunConfig
+    from gem_synth.programs.corpus import CorpusOptions
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import RunConfig
 
     return RunConfig(corpus=str(corpus), out=out, corpus_options=CorpusOptions(), stages=Stages.parse(stages),
-                     workers=workers, track=False, progress=False, cache_dir=str(out / ".cache"))
+                     workers=workers, track=False, progress=False, cache_dir=str(out / ".cache"),
+                     near_duplicates=None)  # the corpora are numbered variants of one procedure, on purpose
 
 
 def plan(url: str, timeout: float | None = None, retries: int = 3):
-    from programs.models import plan_models
+    from gem_synth.programs.models import plan_models
 
     return plan_models({"model": "hosted_vllm/bench", "api_base": url, "api_key": "bench", "timeout": timeout,
                         "num_retries": retries}, {}, {})

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--serve", action="store_true", help="also serve it on 127.0.0.1 until Ctrl-C")
     w.add_argument("--port", type=int, default=8765, help="port for --serve")
 
-    from cli.optimize import add_parsers
+    from gem_synth.cli.optimize import add_parsers
 
     add_parsers(sub, _add_model_options)
     for command in sub.choices.values():
@@ -122,7 +122,7 @@ def _version() -> str:
 
 
 def _plan(args):
-    from programs.models import load_config, plan_models
+    from gem_synth.programs.models import load_config, plan_models
 
     cli = {k: getattr(args, k) for k in ("model", "api_base", "api_key", "temperature", "max_tokens",
                                          "num_retries", "timeout")}
@@ -131,15 +131,15 @@ def _plan(args):
 
 
 def cmd_validate(args) -> int:
-    from cli.validate import run_validate
+    from gem_synth.cli.validate import run_validate
 
     return run_validate(args.file, grounding=not args.no_grounding, out=sys.stdout, rules=args.rules,
                         strict_grounding=args.strict_grounding)
 
 
 def _export(source, fmt: str, out: Path, split: str = "train") -> None:
-    from programs.exports import load_trajectories, write_export
-    from signatures import TrajectorySynthesis
+    from gem_synth.programs.exports import load_trajectories, write_export
+    from gem_synth.signatures import TrajectorySynthesis
 
     report = write_export(load_trajectories(source, split), fmt, out, TrajectorySynthesis.instructions)
     for line in report.left_out:
@@ -148,7 +148,7 @@ def _export(source, fmt: str, out: Path, split: str = "train") -> None:
 
 
 def cmd_view(args) -> int:
-    from programs.viewer import serve, write_report
+    from gem_synth.programs.viewer import serve, write_report
 
     path = write_report(args.run, args.out)
     print(f"report: {path}  (open it in a browser; no server needed)")
@@ -163,10 +163,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from programs.corpus import CorpusOptions, read_corpus
-    from programs.models import check_lm
-    from programs.pipeline import Stages
-    from programs.runner import RunConfig, run
+    from gem_synth.programs.corpus import CorpusOptions, read_corpus
+    from gem_synth.programs.models import check_lm
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import RunConfig, run
 
     stages = replace(Stages.parse(args.stages), strict_grounding=args.strict_grounding)
     if args.workers < 1:
@@ -209,13 +209,13 @@ def cmd_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optimizers.distil import FinetuneUnavailable
-    from programs.corpus import CorpusError
-    from programs.models import ModelError
-    from programs.runner import RunError
+    from gem_synth.optimizers.distil import FinetuneUnavailable
+    from gem_synth.programs.corpus import CorpusError
+    from gem_synth.programs.models import ModelError
+    from gem_synth.programs.runner import RunError
 
     args = build_parser().parse_args(argv)
-    from cli import optimize
+    from gem_synth.cli import optimize
 
     handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "view": cmd_view, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
                 "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(130)  # do not wait for LM calls still under way in worker threads
     except Exception as exc:  # validate's unreadable input, and anything unforeseen: one line, no traceback
-        from cli.validate import UnreadableInput
+        from gem_synth.cli.validate import UnreadableInput
 
         if isinstance(exc, UnreadableInput):
             print(f"gem-synth: error: {exc}", file=sys.stderr)

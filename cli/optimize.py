@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from programs.adapter import GEMJSONAdapter
+from gem_synth.programs.adapter import GEMJSONAdapter
 
 
 def add_parsers(sub, add_model_options) -> None:
@@ -83,9 +83,9 @@ def _common(p: argparse.ArgumentParser, add_model_options) -> None:
 
 
 def _setup(args, plan):
-    from programs.models import assign_models, check_lm, configure_cache
-    from programs.pipeline import Stages
-    from programs.runner import build_program
+    from gem_synth.programs.models import assign_models, check_lm, configure_cache
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import build_program
 
     for spec in {plan.default, *plan.stages.values()}:
         check_lm(spec)
@@ -97,8 +97,8 @@ def _setup(args, plan):
 
 
 def _params(args, plan, program, devset, extra: dict[str, Any]) -> dict[str, Any]:
-    from programs.pipeline import Stages
-    from programs.runner import program_hash
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import program_hash
 
     return {**plan.public(), "stages": args.stages, "devset": args.devset, "devset.size": len(devset),
             "program": args.program or "default", "program_hash": program_hash(program, Stages.parse(args.stages)),
@@ -112,7 +112,7 @@ def _track(args, name: str, params: dict[str, Any]):
         return contextlib.nullcontext()
     import mlflow
 
-    from programs.tracking import tracked_run
+    from gem_synth.programs.tracking import tracked_run
 
     mlflow.dspy.autolog(log_traces=False, log_compiles=True, log_evals=True)
     return tracked_run(args.experiment, name, params)
@@ -123,7 +123,7 @@ def _log(evaluation, prefix: str, program, enabled: bool) -> None:
         return
     import mlflow
 
-    from optimizers.compile import prompts
+    from gem_synth.optimizers.compile import prompts
 
     mlflow.log_metrics(evaluation.metrics(prefix))
     mlflow.log_dict(evaluation.rows(), f"{prefix}per_example.json")
@@ -131,18 +131,18 @@ def _log(evaluation, prefix: str, program, enabled: bool) -> None:
 
 
 def cmd_compile(args, plan) -> int:
-    from optimizers.compile import Budget, check_budget, compile_program, prompts
-    from optimizers.evaluate import evaluate
-    from programs.corpus import load_examples
-    from programs.pipeline import Stages
-    from programs.runner import program_hash
+    from gem_synth.optimizers.compile import Budget, check_budget, compile_program, prompts
+    from gem_synth.optimizers.evaluate import evaluate
+    from gem_synth.programs.corpus import load_examples
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import program_hash
 
     trainset = load_examples(args.trainset, limit=args.limit)
     devset = load_examples(args.devset, limit=args.limit)
     program, lm = _setup(args, plan)
     reflection = None
     if args.reflection_lm:
-        from programs.models import ModelSpec, build_lm
+        from gem_synth.programs.models import ModelSpec, build_lm
 
         reflection = build_lm(ModelSpec(model=args.reflection_lm))
     budget = Budget(max_demos=args.max_demos, threshold=args.threshold, candidates=args.candidates,
@@ -184,10 +184,10 @@ def cmd_compile(args, plan) -> int:
 
 
 def cmd_eval(args, plan) -> int:
-    from optimizers.evaluate import evaluate_with_cost, side_by_side
-    from programs.corpus import load_examples
-    from programs.pipeline import Stages
-    from programs.runner import build_program
+    from gem_synth.optimizers.evaluate import evaluate_with_cost, side_by_side
+    from gem_synth.programs.corpus import load_examples
+    from gem_synth.programs.pipeline import Stages
+    from gem_synth.programs.runner import build_program
 
     devset = load_examples(args.devset, limit=args.limit)
     program, _ = _setup(args, plan)
@@ -218,12 +218,12 @@ def cmd_eval(args, plan) -> int:
 
 
 def cmd_distil(args, plan) -> int:
-    from optimizers.compile import Budget, prompts
-    from optimizers.distil import distil_prompt, pairs_from_run, sft_rows
-    from optimizers.evaluate import evaluate
-    from programs.corpus import load_examples
-    from programs.dataset_io import save_rows
-    from programs.synthesizer import SYNTHESIZER
+    from gem_synth.optimizers.compile import Budget, prompts
+    from gem_synth.optimizers.distil import distil_prompt, pairs_from_run, sft_rows
+    from gem_synth.optimizers.evaluate import evaluate
+    from gem_synth.programs.corpus import load_examples
+    from gem_synth.programs.dataset_io import save_rows
+    from gem_synth.programs.synthesizer import SYNTHESIZER
 
     pairs = [p for run in args.teacher_run for p in pairs_from_run(run, negatives=not args.no_negatives)]
     if not pairs:
@@ -260,7 +260,7 @@ def cmd_distil(args, plan) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from optimizers.distil import finetune_provider, finetune_trl
+    from gem_synth.optimizers.distil import finetune_provider, finetune_trl
 
     if args.backend == "trl":
         finetune_trl(args.data, args.base_model, args.out, args.epochs, args.max_steps, args.allow_cpu)

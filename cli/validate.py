@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from programs.validator import RULES, errors, validate, violation
+from gem_synth.programs.validator import RULES, errors, validate, violation
 
 
 class UnreadableInput(Exception):

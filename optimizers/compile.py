@@ -15,9 +15,9 @@ from typing import Any
 
 import dspy
 
-from optimizers.metrics import extraction_metric, filter_agreement, gem_feedback_metric, gem_metric
-from optimizers.pool import never_resubmit
-from programs.pipeline import GEMPipeline
+from gem_synth.optimizers.metrics import extraction_metric, filter_agreement, gem_feedback_metric, gem_metric
+from gem_synth.optimizers.pool import never_resubmit
+from gem_synth.programs.pipeline import GEMPipeline
 
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa", "simba")
 STAGE_NAMES = ("filter", "extract", "generate", "refine", "judge")

@@ -24,13 +24,13 @@ from typing import Any
 
 import dspy
 
-from optimizers.compile import Budget, compile_program
-from programs.dataset_io import final_entries
-from programs.exports import sft_messages
-from programs.synthesizer import Synthesizer
-from signatures import TrajectorySynthesis
-from signatures.drafts import ToolSpec, Turn
-from signatures.records import SegmentResult
+from gem_synth.optimizers.compile import Budget, compile_program
+from gem_synth.programs.dataset_io import final_entries
+from gem_synth.programs.exports import sft_messages
+from gem_synth.programs.synthesizer import Synthesizer
+from gem_synth.signatures import TrajectorySynthesis
+from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.records import SegmentResult
 
 
 def pairs_from_results(results: Iterable[SegmentResult], negatives: bool = True) -> list[dspy.Example]:

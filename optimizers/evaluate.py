@@ -10,8 +10,8 @@ from typing import Any
 
 import dspy
 
-from optimizers.metrics import Score, gem_metric, score_result
-from optimizers.pool import never_resubmit
+from gem_synth.optimizers.metrics import Score, gem_metric, score_result
+from gem_synth.optimizers.pool import never_resubmit
 
 
 @dataclass
@@ -80,8 +80,8 @@ class _Metered(dspy.Module):
         self.program = program
 
     def forward(self, **inputs):
-        from programs.models import cache_hits
-        from programs.runner import usage_of
+        from gem_synth.programs.models import cache_hits
+        from gem_synth.programs.runner import usage_of
 
         hits = cache_hits()
         with dspy.track_usage() as tracker:

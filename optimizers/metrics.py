@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import dspy
 
-from programs.validator import check_tools, validate
-from signatures.records import SegmentResult, Trajectory, TrajectoryStats
+from gem_synth.programs.validator import check_tools, validate
+from gem_synth.signatures.records import SegmentResult, Trajectory, TrajectoryStats
 
 WEIGHTS = {"O": 1.0, "R": 1.0, "M": 1.0, "E": 1.0, "C001": 1.0, "C002": 1.0, "C": 0.5, "T": 0.5, "G": 0.0}
 SHARES = {"validity": 0.35, "grounding": 0.15, "complexity": 0.20, "patterns": 0.10, "judge": 0.20}

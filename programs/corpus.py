@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from signatures.records import Segment
+from gem_synth.signatures.records import Segment
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -338,7 +338,7 @@ def _labels(record: dict, where: str) -> dict:
     """
     from typing import get_args
 
-    from signatures.records import TaskCategory
+    from gem_synth.signatures.records import TaskCategory
 
     labels = {k: record[k] for k in LABEL_FIELDS if k in record and record[k] is not None}
     if "is_procedural" in labels and not isinstance(labels["is_procedural"], bool):

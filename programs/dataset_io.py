@@ -22,8 +22,8 @@ from typing import Any
 import datasets
 from datasets import Features, Value
 
-from programs.journal import latest_by_id, read_entries
-from signatures.records import SegmentResult
+from gem_synth.programs.journal import latest_by_id, read_entries
+from gem_synth.signatures.records import SegmentResult
 
 FORMATS = ("arrow", "jsonl", "parquet")
 

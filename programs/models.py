@@ -35,7 +35,7 @@ from dspy.clients.cache import Cache  # noqa: E402
 # for an unknown model; gem-synth says what is wrong in its own one line.
 litellm.suppress_debug_info = True
 
-from programs.local_engine import MODEL_NAME, LlamaCppEngine  # noqa: E402
+from gem_synth.programs.local_engine import MODEL_NAME, LlamaCppEngine  # noqa: E402
 
 LOCAL = "local"
 STAGES = ("filter", "extract", "generate", "refine", "judge")
@@ -156,7 +156,7 @@ def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
     if spec.temperature is not None:
         kwargs["temperature"] = spec.temperature
     if spec.is_replay:
-        from programs.replay import RecordingError, replay_lm
+        from gem_synth.programs.replay import RecordingError, replay_lm
 
         try:
             return replay_lm(spec.model.removeprefix("replay/"))

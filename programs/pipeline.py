@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import dspy
 from pydantic import ValidationError
 
-from programs.patterns import verify
-from programs.stages import Extract, Filter, Generate, Judge, Refine
-from programs.validator import check_tools, errors, validate
-from signatures.records import (
+from gem_synth.programs.patterns import verify
+from gem_synth.programs.stages import Extract, Filter, Generate, Judge, Refine
+from gem_synth.programs.validator import check_tools, errors, validate
+from gem_synth.signatures.records import (
     FilterLabels,
     Outcome,
     Segment,

@@ -35,7 +35,7 @@ import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from pydantic import TypeAdapter, ValidationError
 
-import signatures
+from gem_synth import signatures
 
 PREFIX = "replay/"
 SIGNATURES: dict[str, type[dspy.Signature]] = {name: getattr(signatures, name) for name in signatures.__all__}

@@ -25,15 +25,15 @@ from typing import Any
 
 import dspy
 
-from programs.adapter import GEMJSONAdapter
-from programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
-from programs.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
-from programs.dataset_io import write_tables
-from programs.journal import Journal, read_entries
-from programs.models import ModelPlan, assign_models, cache_hits, configure_cache
-from programs.pipeline import GEMPipeline, Stages, run_segment
-from programs.summary import Summary, summarize
-from signatures.records import Segment, SegmentResult
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
+from gem_synth.programs.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
+from gem_synth.programs.dataset_io import write_tables
+from gem_synth.programs.journal import Journal, read_entries
+from gem_synth.programs.models import ModelPlan, assign_models, cache_hits, configure_cache
+from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
+from gem_synth.programs.summary import Summary, summarize
+from gem_synth.signatures.records import Segment, SegmentResult
 
 VERSION = "gem-synth 0.1.0"
 
@@ -71,7 +71,7 @@ def program_hash(program: dspy.Module, stages: Stages) -> str:
 def build_program(program_path: str | None, stages: Stages) -> dspy.Module:
     """The GEM pipeline, or the synthesizer (`synthesizer`, or a saved synthesizer state),
     with a compiled state loaded when a path is given."""
-    from programs.synthesizer import SYNTHESIZER, Synthesizer
+    from gem_synth.programs.synthesizer import SYNTHESIZER, Synthesizer
 
     if program_path == SYNTHESIZER:
         return Synthesizer(stages)
@@ -182,7 +182,7 @@ class Runner:
 
         started = time.perf_counter()
         if cfg.track:
-            from programs.tracking import log_results, tracked_run
+            from gem_synth.programs.tracking import log_results, tracked_run
 
             with tracked_run(cfg.experiment, self.out.name, params, previous.get("mlflow_run_id"), cfg.trace) as run:
                 manifest["mlflow_run_id"] = run.info.run_id
@@ -294,7 +294,7 @@ class Runner:
         """Segments done of the corpus's total (counted without LM work, when cheap), outcomes, tokens, ETA."""
         if not self.cfg.progress:
             return None
-        from programs.progress import Progress, count
+        from gem_synth.programs.progress import Progress, count
 
         total = count(_items(self.cfg))
         caps = [n for n in (total, self.cfg.limit, self.cfg.sample) if n]

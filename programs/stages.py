@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import dspy
 
-from signatures import (
+from gem_synth.signatures import (
     ComplexityRefinement,
     HallucinationJudge,
     RelevanceFilter,
     TrajectoryGeneration,
     WorkflowExtraction,
 )
-from signatures.drafts import ToolSpec, Turn, messages_from_turns, tools_from_specs
-from signatures.records import FilterLabels, JudgeVerdicts, Trajectory
-from signatures.workflow import Workflow
+from gem_synth.signatures.drafts import ToolSpec, Turn, messages_from_turns, tools_from_specs
+from gem_synth.signatures.records import FilterLabels, JudgeVerdicts, Trajectory
+from gem_synth.signatures.workflow import Workflow
 
 
 class Filter(dspy.Module):

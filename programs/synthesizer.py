@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dspy
 
-from programs.pipeline import Stages, StageStop, call_stage, finish, stopped_or_done
-from programs.stages import Judge
-from programs.validator import check_tools, errors
-from signatures import TrajectorySynthesis
-from signatures.drafts import messages_from_turns, tools_from_specs
-from signatures.records import FilterLabels, SegmentResult, Trajectory
+from gem_synth.programs.pipeline import Stages, StageStop, call_stage, finish, stopped_or_done
+from gem_synth.programs.stages import Judge
+from gem_synth.programs.validator import check_tools, errors
+from gem_synth.signatures import TrajectorySynthesis
+from gem_synth.signatures.drafts import messages_from_turns, tools_from_specs
+from gem_synth.signatures.records import FilterLabels, SegmentResult, Trajectory
 
 SYNTHESIZER = "synthesizer"
 

@@ -20,8 +20,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import TypeAdapter, ValidationError
 
-from signatures.chat import AssistantMessage, Message, SystemMessage, Tool, ToolMessage, UserMessage, content_text
-from signatures.records import Violation
+from gem_synth.signatures.chat import AssistantMessage, Message, SystemMessage, Tool, ToolMessage, UserMessage, content_text
+from gem_synth.signatures.records import Violation
 
 
 @dataclass(frozen=True)

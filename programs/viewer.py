@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from programs.dataset_io import final_entries
-from programs.summary import PAPER, summarize
+from gem_synth.programs.dataset_io import final_entries
+from gem_synth.programs.summary import PAPER, summarize
 
 LONG_RESULT = 600  # characters: longer tool results and system prompts are folded
 
@@ -135,7 +135,7 @@ def _tools(tools: list[dict[str, Any]]) -> str:
 
 
 def _workflows(workflows: list[dict[str, Any]]) -> str:
-    from signatures.workflow import Workflow
+    from gem_synth.signatures.workflow import Workflow
 
     lines = []
     for w in workflows:

@@ -10,6 +10,10 @@ How the fixtures are made (see README, "Recorded answers"):
         --api-base http://127.0.0.1:8931/v1 --timeout 7200 --num-retries 0 --workers 8 --no-track
     .venv/bin/python scripts/record_strong_model.py /tmp/relay-q tests/recordings/strong-model.jsonl
 
+Recorded again on 2026-11-30 for it-password-reset.md alone (an HTML file named .md, now
+read as HTML): the same commands on a folder holding only that file, with the old
+judge answers for it left out by --drop-requests 65,81.
+
 Every request of a gem-synth stage in the queue becomes one recorded answer, keyed by
 stage and input (programs/replay.py). The meta line names the model as what it is: a
 strong-model stand-in, capable models answering through the relay.
@@ -26,16 +30,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from programs.replay import recording_rows_from_relay  # noqa: E402
+from gem_synth.programs.corpus import read_corpus  # noqa: E402
+from gem_synth.programs.replay import recording_rows_from_relay, text_key  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("queue", type=Path, help="the relay's queue folder (req-N.json, resp-N.txt)")
     parser.add_argument("out", type=Path, help="the recording to write (JSONL)")
-    parser.add_argument("--corpus", default="examples/corpus")
+    parser.add_argument("--corpus", default="examples/corpus",
+                        help="answers for a text no longer in this corpus (e.g. read differently now) are left out")
+    parser.add_argument("--drop-requests", default="", help="comma list of request numbers to leave out: judge "
+                                                            "answers for conversations of texts recorded again")
     args = parser.parse_args()
-    rows = recording_rows_from_relay(args.queue)
+    current = {text_key(s.text) for s in read_corpus(args.corpus) if hasattr(s, "text")}
+    dropped = {int(n) for n in args.drop_requests.split(",") if n.strip()}
+    rows = [r for r in recording_rows_from_relay(args.queue) if r["request"] not in dropped
+            and (r["signature"] == "HallucinationJudge" or r["key"] in current)]
     if not rows:
         print(f"no gem-synth requests with answers in {args.queue}", file=sys.stderr)
         return 1

@@ -4,12 +4,12 @@ No LM calls and no I/O here. Reading this package alone tells what each stage as
 the model: a Signature's docstring is its instruction, its fields the contract.
 """
 
-from signatures.extraction import WorkflowExtraction
-from signatures.generation import TrajectoryGeneration
-from signatures.judge import HallucinationJudge
-from signatures.refinement import ComplexityRefinement
-from signatures.relevance import RelevanceFilter
-from signatures.synthesis import TrajectorySynthesis
+from gem_synth.signatures.extraction import WorkflowExtraction
+from gem_synth.signatures.generation import TrajectoryGeneration
+from gem_synth.signatures.judge import HallucinationJudge
+from gem_synth.signatures.refinement import ComplexityRefinement
+from gem_synth.signatures.relevance import RelevanceFilter
+from gem_synth.signatures.synthesis import TrajectorySynthesis
 
 __all__ = [
     "ComplexityRefinement",

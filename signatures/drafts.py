@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from signatures.chat import (
+from gem_synth.signatures.chat import (
     AssistantMessage,
     FunctionCall,
     FunctionDefinition,

@@ -2,9 +2,9 @@
 
 import dspy
 
-from signatures.conventions import instruction
-from signatures.drafts import ToolSpec
-from signatures.workflow import Workflow
+from gem_synth.signatures.conventions import instruction
+from gem_synth.signatures.drafts import ToolSpec
+from gem_synth.signatures.workflow import Workflow
 
 
 class WorkflowExtraction(dspy.Signature):

@@ -2,10 +2,10 @@
 
 import dspy
 
-from signatures.drafts import ToolSpec, Turn
-from signatures.conventions import instruction
-from signatures.records import GenerationPattern
-from signatures.workflow import Workflow
+from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.conventions import instruction
+from gem_synth.signatures.records import GenerationPattern
+from gem_synth.signatures.workflow import Workflow
 
 
 class TrajectoryGeneration(dspy.Signature):

@@ -2,9 +2,9 @@
 
 import dspy
 
-from signatures.chat import Tool
-from signatures.conventions import instruction
-from signatures.records import PatternEvidence, RubricVerdict
+from gem_synth.signatures.chat import Tool
+from gem_synth.signatures.conventions import instruction
+from gem_synth.signatures.records import PatternEvidence, RubricVerdict
 
 
 class HallucinationJudge(dspy.Signature):

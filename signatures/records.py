@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from signatures.chat import (
+from gem_synth.signatures.chat import (
     MESSAGES,
     TOOLS,
     AssistantMessage,
@@ -20,7 +20,7 @@ from signatures.chat import (
     UserMessage,
     content_text,
 )
-from signatures.workflow import Workflow
+from gem_synth.signatures.workflow import Workflow
 
 TaskCategory = Literal[
     "customer_support",

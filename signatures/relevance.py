@@ -2,7 +2,7 @@
 
 import dspy
 
-from signatures.records import TaskCategory
+from gem_synth.signatures.records import TaskCategory
 
 
 class RelevanceFilter(dspy.Signature):

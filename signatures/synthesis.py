@@ -2,9 +2,9 @@
 
 import dspy
 
-from signatures.conventions import instruction
-from signatures.drafts import ToolSpec, Turn
-from signatures.records import Pattern
+from gem_synth.signatures.conventions import instruction
+from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.records import Pattern
 
 
 class TrajectorySynthesis(dspy.Signature):

@@ -14,7 +14,7 @@ import itertools
 import json
 from typing import Any
 
-from programs.exports import for_template
+from gem_synth.programs.exports import for_template
 
 FORMS = [dict(arguments=a, ids=i, split_parallel=s, empty_content=e)
          for a, i, s, e in itertools.product(("string", "dict"), ("keep", "mistral"), (False, True), (False, True))]

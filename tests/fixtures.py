@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
-from signatures import (
+from gem_synth.signatures import (
     ComplexityRefinement,
     HallucinationJudge,
     RelevanceFilter,
@@ -74,8 +74,8 @@ def verdicts(r1: bool = True, r2: bool = True, r3: bool = True) -> dict:
 
 def openai_record() -> dict:
     """The valid trajectory in OpenAI format, as `validate` and trainers read it."""
-    from signatures.drafts import ToolSpec, Turn
-    from signatures.records import Trajectory
+    from gem_synth.signatures.drafts import ToolSpec, Turn
+    from gem_synth.signatures.records import Trajectory
 
     return Trajectory(tools=[ToolSpec(**s).to_tool() for s in TOOL_SPECS],
                       messages=[Turn(**t).to_message() for t in TURNS]).to_openai()

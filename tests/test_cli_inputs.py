@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cli.main import main
-from programs.corpus import CorpusOptions, Unreadable, read_corpus, segment_text
+from gem_synth.cli.main import main
+from gem_synth.programs.corpus import CorpusOptions, Unreadable, read_corpus, segment_text
 from tests.fixtures import openai_record
 
 

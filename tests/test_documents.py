@@ -5,8 +5,8 @@ import json
 import datasets
 import pytest
 
-from cli.main import main
-from programs.corpus import Unreadable, read_corpus
+from gem_synth.cli.main import main
+from gem_synth.programs.corpus import Unreadable, read_corpus
 from tests.fixtures import PROCEDURE, STORY
 
 RECORDED = "examples/corpus/return-an-order.md"

@@ -13,9 +13,9 @@ import datasets
 import pytest
 from jsonschema import Draft202012Validator
 
-from cli.main import main
-from programs.exports import canonical, for_template, hermes_calls, write_export
-from signatures import RelevanceFilter, TrajectoryGeneration, WorkflowExtraction
+from gem_synth.cli.main import main
+from gem_synth.programs.exports import canonical, for_template, hermes_calls, write_export
+from gem_synth.signatures import RelevanceFilter, TrajectoryGeneration, WorkflowExtraction
 from tests.fake_openai import FakeOpenAIServer
 from tests.fixtures import PROCEDURE, TOOL_SPECS, TURNS, WORKFLOWS, handlers
 from tests.scripted import ScriptedEngine, http_responder
@@ -90,7 +90,8 @@ def run_dir(tmp_path_factory):
     with FakeOpenAIServer(http_responder(ScriptedEngine(_answers()))) as server:
         code = main(["run", str(corpus), "--out", str(root / "run"), "--stages", "filter,extract,generate,validate",
                      "--lm", "hosted_vllm/scripted", "--api-base", server.url, "--no-progress", "--no-track",
-                     "--cache-dir", str(root / "cache"), "--export", "openai", "--export", "sharegpt"])
+                     "--cache-dir", str(root / "cache"), "--export", "openai", "--export", "sharegpt",
+                     "--near-duplicates", "0"])  # three variants of one procedure, on purpose
     assert code == 0
     return root / "run"
 
@@ -208,7 +209,7 @@ def test_sharegpt_export_alternates_and_groups_parallel_results(run_dir):
 
 
 def test_gem_sft_export(run_dir, tmp_path):
-    from programs.exports import parse_sft_answer
+    from gem_synth.programs.exports import parse_sft_answer
 
     assert main(["export", "--format", "gem-sft", str(run_dir), str(tmp_path / "sft")]) == 0
     rows = datasets.load_from_disk(str(tmp_path / "sft"))

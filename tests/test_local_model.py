@@ -14,20 +14,20 @@ import datasets
 import dspy
 import pytest
 
-from cli.main import main
-from programs.adapter import GEMJSONAdapter
-from programs.local_engine import LlamaCppEngine, capped
-from programs.models import ModelSpec, build_lm
-from signatures import (
+from gem_synth.cli.main import main
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.local_engine import LlamaCppEngine, capped
+from gem_synth.programs.models import ModelSpec, build_lm
+from gem_synth.signatures import (
     ComplexityRefinement,
     HallucinationJudge,
     RelevanceFilter,
     TrajectoryGeneration,
     WorkflowExtraction,
 )
-from signatures.drafts import ToolSpec, Turn
-from signatures.records import RubricVerdict, Trajectory
-from signatures.workflow import Workflow
+from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.records import RubricVerdict, Trajectory
+from gem_synth.signatures.workflow import Workflow
 from tests.fixtures import PROCEDURE, TOOL_SPECS, TURNS, WORKFLOWS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "corpus"

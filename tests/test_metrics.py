@@ -6,7 +6,7 @@ import json
 import dspy
 import pytest
 
-from optimizers.metrics import (
+from gem_synth.optimizers.metrics import (
     Targets,
     complexity,
     extraction_score,
@@ -18,9 +18,9 @@ from optimizers.metrics import (
     score_result,
     validity,
 )
-from signatures.drafts import ToolSpec, Turn
-from signatures.records import FilterLabels, JudgeVerdicts, Segment, SegmentResult, Trajectory
-from signatures.workflow import Workflow
+from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.records import FilterLabels, JudgeVerdicts, Segment, SegmentResult, Trajectory
+from gem_synth.signatures.workflow import Workflow
 from tests.fixtures import TOOL_SPECS, TURNS, WORKFLOWS, verdicts
 
 

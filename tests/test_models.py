@@ -6,8 +6,8 @@ import socket
 import dspy
 import pytest
 
-from programs.adapter import GEMJSONAdapter
-from programs.models import (
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.models import (
     ModelError,
     ModelSpec,
     build_lm,
@@ -16,7 +16,7 @@ from programs.models import (
     plan_models,
     route,
 )
-from signatures import RelevanceFilter
+from gem_synth.signatures import RelevanceFilter
 from tests.fake_openai import FakeOpenAIServer, completion
 
 FILTER_ANSWER = json.dumps({"is_procedural": True, "summary": "s", "domain": "d", "platform": "p",

@@ -12,8 +12,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from programs.exports import FORMATS, export_rows, for_template
-from programs.validator import RULES, validate
+from gem_synth.programs.exports import FORMATS, export_rows, for_template
+from gem_synth.programs.validator import RULES, validate
 from tests.fixtures import openai_record
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8),

@@ -14,8 +14,8 @@ import datasets
 import dspy
 import pytest
 
-from cli.main import build_parser, main
-from signatures import RelevanceFilter, TrajectoryGeneration
+from gem_synth.cli.main import build_parser, main
+from gem_synth.signatures import RelevanceFilter, TrajectoryGeneration
 from tests.fake_openai import FakeOpenAIServer, completion
 from tests.fixtures import PROCEDURE, STORY, TURNS, handlers
 from tests.scripted import ScriptedEngine, http_responder
@@ -80,7 +80,7 @@ def test_a_wrong_model_name_leaves_the_folder_free_for_the_corrected_command(env
 
 # 3. No DSPy pool pays twice for a slow call.
 def test_evaluators_never_resubmit_a_running_example():
-    from optimizers.pool import never_resubmit
+    from gem_synth.optimizers.pool import never_resubmit
 
     calls, lock = [], threading.Lock()
 
@@ -115,8 +115,8 @@ def test_labels_are_parsed_strictly_naming_file_line_and_value(env, line, messag
 
 
 def test_an_unlabelled_filtered_out_text_is_not_called_procedural():
-    from optimizers.metrics import score_result
-    from signatures.records import FilterLabels, Segment, SegmentResult
+    from gem_synth.optimizers.metrics import score_result
+    from gem_synth.signatures.records import FilterLabels, Segment, SegmentResult
 
     result = SegmentResult(segment=Segment(id="s", source="x", text=STORY), outcome="filtered_out", stage="filter",
                            reason="a story", labels=FilterLabels(is_procedural=False))
@@ -146,7 +146,7 @@ def test_cost_numbers_tell_cached_from_paid_and_add_up_over_sessions(env):
 
 
 def test_wall_time_adds_up_over_resumed_sessions(env):
-    from programs.summary import summarize
+    from gem_synth.programs.summary import summarize
 
     tmp, _ = env
     run = tmp / "run"
@@ -224,7 +224,7 @@ def test_a_jsonl_corpus_without_the_text_field_stops_in_one_line(env):
 
 def test_a_failed_provider_finetune_job_is_one_line(env, monkeypatch):
     tmp, cli = env
-    from programs.dataset_io import save_rows
+    from gem_synth.programs.dataset_io import save_rows
 
     save_rows([{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}], tmp / "sft")
 
@@ -270,3 +270,16 @@ def test_the_readme_python_snippet_runs_as_written_from_any_folder(tmp_path):
     done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("accepted") and "sophie.laurent@gmx.fr" in done.stdout
+
+
+# 9. What is installed never shadows a user's own modules.
+def test_only_gem_synth_is_installed_as_a_top_level_name(tmp_path):
+    import subprocess
+    import sys
+    from importlib.metadata import distribution
+
+    assert distribution("gem-synth").read_text("top_level.txt").split() == ["gem_synth"]
+    (tmp_path / "programs.py").write_text("MINE = True\n")  # a user's own module of that name
+    probe = "import programs, gem_synth.programs.pipeline as p; print(programs.MINE, p.__name__)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["True", "gem_synth.programs.pipeline"], done.stderr

@@ -9,11 +9,11 @@ reflection model suggest), or an easy text. Without help it stops after a tool r
 import dspy
 import pytest
 
-from optimizers.compile import Budget, compile_program, prompts
-from optimizers.evaluate import evaluate
-from programs.adapter import GEMJSONAdapter
-from programs.pipeline import GEMPipeline, Stages
-from signatures import TrajectoryGeneration
+from gem_synth.optimizers.compile import Budget, compile_program, prompts
+from gem_synth.optimizers.evaluate import evaluate
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.pipeline import GEMPipeline, Stages
+from gem_synth.signatures import TrajectoryGeneration
 from tests.fixtures import PROCEDURE, TURNS, handlers
 from tests.scripted import MAGIC, scripted_lm
 
@@ -92,7 +92,7 @@ def test_compile_eval_compare_from_the_command_line_land_in_mlflow(tmp_path, mon
 
     import mlflow
 
-    from cli.main import main
+    from gem_synth.cli.main import main
     from tests.fake_openai import FakeOpenAIServer
     from tests.scripted import ScriptedEngine, http_responder
 
@@ -126,7 +126,7 @@ def test_compile_eval_compare_from_the_command_line_land_in_mlflow(tmp_path, mon
 
 
 def test_the_filter_compiles_alone_against_its_labels(lm):
-    from signatures import RelevanceFilter
+    from gem_synth.signatures import RelevanceFilter
 
     def filter_(inputs):
         helped = "easy" in inputs["text"] or inputs["__demos__"] > 0 or MAGIC in inputs["__system__"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from programs.patterns import DETECTORS, detect, is_error_result, verify
+from gem_synth.programs.patterns import DETECTORS, detect, is_error_result, verify
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-output" / "trajectories.jsonl"
 REAL = [json.loads(line)["messages"] for line in SAMPLE.read_text().splitlines()]

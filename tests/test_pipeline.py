@@ -3,10 +3,10 @@
 import dspy
 import pytest
 
-from programs.adapter import GEMJSONAdapter
-from programs.pipeline import GEMPipeline, Stages, run_segment
-from signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
-from signatures.records import Segment
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
+from gem_synth.signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
+from gem_synth.signatures.records import Segment
 from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers, turns_with, verdicts
 from tests.scripted import scripted_lm, server_error
 

@@ -2,8 +2,8 @@
 
 import io
 
-from cli.main import main
-from programs.progress import Progress, count
+from gem_synth.cli.main import main
+from gem_synth.programs.progress import Progress, count
 
 
 class Clock:

@@ -16,8 +16,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from cli.main import main
-from signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
+from gem_synth.cli.main import main
+from gem_synth.signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
 from tests.fake_openai import FakeOpenAIServer
 from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, handlers, turns_with, verdicts
 from tests.scripted import ScriptedEngine, http_responder, server_error
@@ -73,7 +73,7 @@ def env(tmp_path, monkeypatch):
 def run_cli(server, corpus, out, *extra):
     return main(["run", str(corpus), "--out", str(out), "--lm", "hosted_vllm/scripted", "--api-base", server.url,
                  "--api-key", "sk-secret-test-key", "--num-retries", "0", "--no-progress", "--workers", "3",
-                 "--cache-dir", os.environ["DSPY_CACHEDIR"], *extra])
+                 "--cache-dir", os.environ["DSPY_CACHEDIR"], "--near-duplicates", "0", *extra])
 
 
 def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
@@ -162,7 +162,7 @@ sys.path.insert(0, {root!r})
 from tests.fake_openai import FakeOpenAIServer
 from tests.scripted import ScriptedEngine, http_responder
 from tests.fixtures import TOOL_SPECS, TURNS, handlers
-from signatures import ComplexityRefinement, TrajectoryGeneration
+from gem_synth.signatures import ComplexityRefinement, TrajectoryGeneration
 def per_case(i):  # a conversation of its own per segment, so no two segments share a request
     turns = [dict(t) for t in TURNS]
     turns[0]["content"] += " Case: " + i["text"][-4:]
@@ -195,9 +195,9 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
-        cmd = [sys.executable, "-m", "cli", "run", str(corpus), "--out", str(env / "out"), "--lm",
+        cmd = [sys.executable, "-m", "gem_synth.cli", "run", str(corpus), "--out", str(env / "out"), "--lm",
                "hosted_vllm/scripted", "--api-base", url, "--no-progress", "--no-track", "--workers", "2",
-               "--cache-dir", os.environ["DSPY_CACHEDIR"]]
+               "--cache-dir", os.environ["DSPY_CACHEDIR"], "--near-duplicates", "0"]
         child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                  stderr=subprocess.PIPE, text=True)
         journal = env / "out" / "journal.jsonl"

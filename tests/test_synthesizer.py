@@ -6,14 +6,14 @@ import datasets
 import dspy
 import pytest
 
-from optimizers.distil import distil_prompt, pairs_from_results, sft_rows
-from programs.adapter import GEMJSONAdapter
-from programs.exports import parse_sft_answer
-from optimizers.evaluate import evaluate, evaluate_with_cost, side_by_side
-from programs.pipeline import GEMPipeline, Stages, run_segment
-from programs.synthesizer import Synthesizer
-from signatures import TrajectorySynthesis
-from signatures.records import Segment
+from gem_synth.optimizers.distil import distil_prompt, pairs_from_results, sft_rows
+from gem_synth.programs.adapter import GEMJSONAdapter
+from gem_synth.programs.exports import parse_sft_answer
+from gem_synth.optimizers.evaluate import evaluate, evaluate_with_cost, side_by_side
+from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
+from gem_synth.programs.synthesizer import Synthesizer
+from gem_synth.signatures import TrajectorySynthesis
+from gem_synth.signatures.records import Segment
 from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers
 from tests.scripted import MAGIC, scripted_lm
 
@@ -106,8 +106,8 @@ def test_cost_comparison_counts_what_the_engine_counted(engine):
 
 
 def test_distil_run_and_compare_from_the_command_line(tmp_path, monkeypatch, capsys):
-    from cli.main import main
-    from signatures import TrajectoryGeneration
+    from gem_synth.cli.main import main
+    from gem_synth.signatures import TrajectoryGeneration
     from tests.fake_openai import FakeOpenAIServer
     from tests.scripted import ScriptedEngine, http_responder
 
@@ -126,7 +126,7 @@ def test_distil_run_and_compare_from_the_command_line(tmp_path, monkeypatch, cap
                                       TrajectoryGeneration: lambda i: {"trajectory": TURNS, "patterns_used": PATTERNS}}))
     with FakeOpenAIServer(http_responder(engine)) as server:
         model = ["--lm", "hosted_vllm/scripted", "--api-base", server.url, "--cache-dir", str(tmp_path / "cache")]
-        quiet = ["--no-progress", "--no-track"]
+        quiet = ["--no-progress", "--no-track", "--near-duplicates", "0"]  # variants of one procedure
         assert main(["run", str(teach), "--out", "teacher", "--stages", "filter,extract,generate,validate",
                      *quiet, *model]) == 0
         assert main(["distil", "--teacher-run", "teacher", "--out", "compiled/synth.json", "--sft-out", "sft",

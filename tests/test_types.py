@@ -6,10 +6,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from signatures.chat import MESSAGES, TOOLS, AssistantMessage
-from signatures.drafts import ToolParameter, ToolSpec, Turn
-from signatures.records import Trajectory, TrajectoryStats
-from signatures.workflow import Workflow
+from gem_synth.signatures.chat import MESSAGES, TOOLS, AssistantMessage
+from gem_synth.signatures.drafts import ToolParameter, ToolSpec, Turn
+from gem_synth.signatures.records import Trajectory, TrajectoryStats
+from gem_synth.signatures.workflow import Workflow
 from tests.fixtures import TOOL_SPECS, TURNS, WORKFLOWS
 
 # As the OpenAI API and TRL datasets spell them.
@@ -115,7 +115,7 @@ def test_an_integer_closed_set_is_an_integer_enum_in_the_schema():
     model reported that a closed set of months (6 or 12) could not be expressed as integers."""
     from jsonschema import Draft202012Validator
 
-    from signatures.drafts import ToolParameter
+    from gem_synth.signatures.drafts import ToolParameter
 
     schema = ToolParameter(name="duration_months", type="integer", description="Months.", required=True,
                            enum=["6", "12", "six"]).to_schema()

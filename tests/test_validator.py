@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from programs.validator import RULES, errors, validate
+from gem_synth.programs.validator import RULES, errors, validate
 from tests.fixtures import openai_record
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from gem_synth.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDING = ROOT / "tests" / "recordings" / "strong-model.jsonl"
@@ -34,7 +34,7 @@ def test_the_page_holds_every_trajectory_and_every_reject(report):
 
 
 def test_the_report_works_from_python_and_in_a_notebook(report):
-    from programs.viewer import render_run, show
+    from gem_synth.programs.viewer import render_run, show
 
     assert render_run(report.parent).startswith("<!doctype html>")
     assert "Trajectories (14)" in show(report.parent).data

@@ -1,0 +1,14 @@
+"""gem-synth: GEM tool-use trajectories from text, as DSPy programs.
+
+The design card's folders are installed under this one name, so that what gem-synth puts
+on a user's path never shadows their own modules: `signatures/` is `gem_synth.signatures`
+(types and Signatures), `programs/` is `gem_synth.programs` (modules, rules, running),
+`optimizers/` is `gem_synth.optimizers`, `cli/` is `gem_synth.cli` (the `gem-synth` command).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("gem-synth")
+except PackageNotFoundError:  # imported from a source tree that was not installed
+    __version__ = "unknown"
