@@ -42,6 +42,13 @@ link sent to the registered phone or email, which the user completes there). Whe
 source text has users sign in with a password or PIN, that sign-in happens outside the
 chat: model it as such a verification tool, never as a parameter."""
 
+CONFIRMATION = """\
+Confirmation before writes: before any write (create, update, submit, cancel, delete) the
+assistant states what it will do, with the values, and the user agrees in a user turn. A
+user turn that itself orders that exact write with every value already stated (\"cancel
+booking BK-12\") counts as the agreement; anything the assistant adds or infers (a date,
+an amount, a choice between records) needs a yes first."""
+
 PERSONA = """\
 System prompt and persona: the system prompt holds only what the deployed assistant knows
 before the conversation starts: its role, the domain rules, the database schema and the
@@ -72,14 +79,14 @@ PATTERN_DEFINITIONS = """\
 - `pitfall`: a plausible but wrong action the assistant avoids (acting on the wrong
   record, skipping a rule, writing without confirmation)."""
 
-_PARTS = {"tool_call_turns": TOOL_CALL_TURNS, "grounding": GROUNDING, "secrets": SECRETS,
+_PARTS = {"tool_call_turns": TOOL_CALL_TURNS, "grounding": GROUNDING, "secrets": SECRETS, "confirmation": CONFIRMATION,
           "persona": PERSONA, "pattern_definitions": PATTERN_DEFINITIONS}
 
 
 def instruction(template: str) -> str:
     """A signature's instruction: `template` dedented, with `{grounding}`-style slots filled.
 
-    Slots: tool_call_turns, grounding, secrets, persona, pattern_definitions. A slot
+    Slots: tool_call_turns, grounding, secrets, confirmation, persona, pattern_definitions. A slot
     stands alone on its line; the convention replaces that line, keeping its indentation.
     Raises KeyError for an unknown slot.
     """

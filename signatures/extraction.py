@@ -39,6 +39,10 @@ class WorkflowExtraction(dspy.Signature):
     - every workflow step that acts on the system is covered by at least one tool, and
       every step's `tools` list names tools from this set exactly; steps done only by the
       user in the real world (signing a paper form, visiting an office) get no tool;
+    - a tool that starts something the user completes elsewhere (a verification link, a
+      code sent by text, a form to sign) has a read tool that checks whether it was
+      completed; files the user provides (receipts, photos, scans) come in through an
+      upload or list tool that gives their ids, so no user ever types a file id;
     - size: enough tools for every step of every workflow, typically 6 to 12 for a text,
       since the conversations written later call 8 or more distinct tools.
 

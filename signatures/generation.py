@@ -35,8 +35,6 @@ class TrajectoryGeneration(dspy.Signature):
     - Tool calls use only tools from the tool set, with argument names and types exactly
       as defined, and arguments as a JSON object string.
     - The assistant never invents a value. When a needed value is missing, it asks.
-    - Before any write operation (create, update, submit, cancel, delete) the assistant
-      states what it will do and gets the user's explicit confirmation in a user turn.
     - Tool responses are realistic: plausible IDs, dates, amounts and statuses that stay
       consistent across the conversation, and realistic errors (not found, invalid
       state, limit reached, validation failure). An error message says what went wrong,
@@ -53,6 +51,8 @@ class TrajectoryGeneration(dspy.Signature):
       to 30 turns and 4 or more distinct tools called.
 
     {grounding}
+
+    {confirmation}
 
     {secrets}
 

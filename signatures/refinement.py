@@ -59,6 +59,8 @@ class ComplexityRefinement(dspy.Signature):
 
     {grounding}
 
+    {confirmation}
+
     {secrets}
 
     {persona}

@@ -55,6 +55,8 @@ class TrajectorySynthesis(dspy.Signature):
 
     {grounding}
 
+    {confirmation}
+
     {secrets}
 
     {persona}
