@@ -98,8 +98,9 @@ class Summary:
                              + (f"   ({ref})" if ref else ""))
         if self.diversity:
             d = self.diversity
-            lines.append(f"diversity           {d['domains']:.0f} domains, {d['task_categories']:.0f} task categories, "
-                         f"{d['platforms']:.0f} platforms, {d['tool_names']:.0f} tool names")
+            labels = (f"{d['domains']:.0f} domains, {d['task_categories']:.0f} task categories, "
+                      f"{d['platforms']:.0f} platforms, " if "domains" in d else "no filter labels (no filter ran), ")
+            lines.append(f"diversity           {labels}{d['tool_names']:.0f} tool names")
             lines.append(f"                    {d['tool_set_designs']:.0f} tool-set designs (largest "
                          f"{d['largest_tool_set_share']:.0%}), {d['first_request_clusters']:.0f} distinct first "
                          f"requests (largest {d['largest_first_request_share']:.0%})")
@@ -204,10 +205,12 @@ def diversity(records: list[dict]) -> dict[str, float]:
     tool_sets = clusters(((r["id"], tool_tokens(r)) for r in records), threshold=0.5)
     requests = clusters(((r["id"], first_request(r)) for r in records), threshold=0.5)
     labels = [r.get("labels") or {} for r in records]
-    return {
-        "domains": len({lab.get("domain") for lab in labels if lab.get("domain")}),
-        "task_categories": len({lab.get("task_category") for lab in labels if lab.get("task_category")}),
-        "platforms": len({lab.get("platform") for lab in labels if lab.get("platform")}),
+    out: dict[str, float] = {}
+    if any(lab.get("domain") for lab in labels):  # the synthesizer and filter-less runs label nothing
+        out |= {"domains": len({lab.get("domain") for lab in labels if lab.get("domain")}),
+                "task_categories": len({lab.get("task_category") for lab in labels if lab.get("task_category")}),
+                "platforms": len({lab.get("platform") for lab in labels if lab.get("platform")})}
+    return out | {
         "tool_names": len({t["function"]["name"] for r in records for t in r["trajectory"]["tools"]}),
         "tool_set_designs": len(tool_sets), "largest_tool_set_share": len(tool_sets[0]) / n,
         "first_request_clusters": len(requests), "largest_first_request_share": len(requests[0]) / n,
