@@ -133,3 +133,21 @@ def test_a_corpus_with_no_readable_text_exits_non_zero(tmp_path, monkeypatch, ca
     make_scanned_pdf(tmp_path / "scan.pdf")
     assert main(["run", "scan.pdf", "--out", "out", "--no-track", "--no-progress"]) == 1
     assert "no readable text in scan.pdf: all 1 item(s) unreadable" in capsys.readouterr().err
+
+
+def test_a_pdf_corpus_runs_end_to_end_page_by_page(tmp_path, monkeypatch):
+    """A two-page PDF (a procedure, then a story) through the whole run, models scripted over HTTP."""
+    from tests.fake_openai import FakeOpenAIServer
+    from tests.fixtures import handlers
+    from tests.scripted import ScriptedEngine, http_responder
+
+    monkeypatch.chdir(tmp_path)
+    make_pdf(tmp_path / "policy.pdf", [PROCEDURE, STORY])
+    with FakeOpenAIServer(http_responder(ScriptedEngine(handlers()))) as server:
+        code = main(["run", "policy.pdf", "--out", "out", "--lm", "hosted_vllm/scripted", "--api-base", server.url,
+                     "--num-retries", "0", "--no-track", "--no-progress", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    accepted = datasets.load_from_disk("out/trajectories")
+    rejects = datasets.load_from_disk("out/rejects")
+    assert [r["source"] for r in accepted] == ["policy.pdf#page=1"]
+    assert [(r["outcome"], r["source"]) for r in rejects] == [("filtered_out", "policy.pdf#page=2")]
