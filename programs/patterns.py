@@ -21,9 +21,10 @@ counts only when the conversation shows it:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
+
+from gem_synth.programs.validator import leaves
 
 LONG_LIST = 5  # records in one tool result that make a long, noisy context
 
@@ -91,18 +92,12 @@ def long_noisy_context(messages: list[dict[str, Any]]) -> list[int]:
                  if m.get("role") == "tool" and _records(_json(_content(m))) >= LONG_LIST), [])
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.@:+]{2,}")
 
 
 def _leaf_strings(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _leaf_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _leaf_strings(v)]
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        text = str(value)
-        return [text] if len(text) >= 3 else []
-    return []
+    """Argument values of three characters or more, as text (booleans and nulls carry no hop)."""
+    return [str(v) for v in leaves(value) if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            and len(str(v)) >= 3]
 
 
 def multi_hop_reasoning(messages: list[dict[str, Any]]) -> list[int]:

@@ -329,13 +329,14 @@ def _numbers(text: str) -> set[float]:
     return out
 
 
-def _leaves(value: Any) -> Iterator[Any]:
+def leaves(value: Any) -> Iterator[Any]:
+    """Every scalar inside a JSON value (nested objects and arrays walked), None included."""
     if isinstance(value, dict):
         for v in value.values():
-            yield from _leaves(v)
+            yield from leaves(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _leaves(v)
+            yield from leaves(v)
     else:
         yield value
 
@@ -490,7 +491,7 @@ def check_grounding(tools: list[Tool], messages: list[tuple[int, Message]]) -> I
                 for key, value in args.items():
                     prop = props.get(key)
                     enum = (prop.get("enum") if isinstance(prop, dict) else None) or []
-                    for leaf in _leaves(value):
+                    for leaf in leaves(value):
                         if leaf in enum or context.grounds(leaf):
                             continue
                         yield violation("G001", i, f"`{call.function.name}.{key}` = {json.dumps(leaf)[:60]} "

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from gem_synth.programs.exports import for_template
+from gem_synth.programs.validator import leaves
 
 FORMS = [dict(arguments=a, ids=i, split_parallel=s, empty_content=e)
          for a, i, s, e in itertools.product(("string", "dict"), ("keep", "mistral"), (False, True), (False, True))]
@@ -38,17 +39,6 @@ def _leaf_forms(value: Any) -> list[str]:
     if isinstance(value, float) and value.is_integer():
         return [json.dumps(value), str(int(value))]
     return [json.dumps(value), str(value)]
-
-
-def _leaves(value: Any):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _leaves(v)
-    elif value is not None:
-        yield value
 
 
 def _html_safe(text: str) -> str:
@@ -86,7 +76,8 @@ def missing(text: str, record: dict[str, Any]) -> list[str]:
                 arguments = call["function"]["arguments"]
                 if isinstance(arguments, str) and json.dumps(arguments)[1:-1] in text and '"' in arguments:
                     problems.append(f"{name}: arguments double-encoded (the template wants them as a dict)")
-                for leaf in _leaves(json.loads(arguments) if isinstance(arguments, str) else arguments):
+                for leaf in (v for v in leaves(json.loads(arguments) if isinstance(arguments, str) else arguments)
+                             if v is not None):
                     hits = [p for p in (text.find(f, position) for f in _leaf_forms(leaf)) if p >= 0]
                     if not hits:
                         problems.append(f"{name}: argument value {json.dumps(leaf)[:40]} missing or out of order")
