@@ -66,9 +66,11 @@ def add_parsers(sub, add_model_options) -> None:
     f.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps; -1: no limit (trl)")
     f.add_argument("--allow-cpu", action="store_true", help="train without a GPU (slow; for checks)")
 
-    m = sub.add_parser("compare", help="compare compile/eval runs from MLflow side by side")
-    m.add_argument("runs", nargs="*", help="MLflow run ids (default: the latest runs of the experiment)")
-    m.add_argument("--experiment", default="gem-synth-optimize", help="MLflow experiment to read")
+    m = sub.add_parser("compare", help="compare runs, compiles and evals from MLflow side by side")
+    m.add_argument("runs", nargs="*", help="MLflow run ids (default: the latest finished runs)")
+    m.add_argument("--experiment", action="append",
+                   help="MLflow experiment to read (repeatable; default: gem-synth and gem-synth-optimize, "
+                        "where run and compile/eval log)")
     m.add_argument("--last", type=int, default=4, help="how many of the latest runs")
 
 
@@ -271,29 +273,37 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    experiments = args.experiment or ["gem-synth", "gem-synth-optimize"]
     if args.runs:
         runs = [mlflow.get_run(r) for r in args.runs]
     else:
-        runs = mlflow.search_runs(experiment_names=[args.experiment], order_by=["attributes.start_time DESC"],
-                                  max_results=args.last, output_format="list")
+        known = [e for e in experiments if mlflow.get_experiment_by_name(e) is not None]
+        runs = mlflow.search_runs(experiment_names=known, filter_string="attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=args.last,
+                                  output_format="list") if known else []
     if not runs:
-        print(f"no runs in experiment {args.experiment!r}")
+        print(f"no finished runs in {' or '.join(repr(e) for e in experiments)}")
         return 1
     names = [r.info.run_name or r.info.run_id[:8] for r in runs]
-    keys = sorted({k for r in runs for k in r.data.metrics if not k.startswith("outcome")})
+    names = [f"{n}:{r.info.run_id[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+    keys = sorted({k for r in runs for k in r.data.metrics})
     models = [r.data.params.get("lm.model", "-") for r in runs]
-    width = max(12, *(len(n) for n in names + models))
-    print(f"{'metric':<28}" + "".join(f"{n:>{width + 2}}" for n in names))
-    print(f"{'model':<28}" + "".join(f"{m:>{width + 2}}" for m in models))
+    width = max(12, *(len(n) for n in names + models)) + 2
+    label = max(len("metric"), *(len(k) for k in keys)) + 2
+    print(f"{'metric':<{label}}" + "".join(f"{n:>{width}}" for n in names))
+    print(f"{'model':<{label}}" + "".join(f"{m:>{width}}" for m in models))
     for key in keys:
-        cells = [_number(r.data.metrics.get(key)) for r in runs]
-        print(f"{key:<28}" + "".join(f"{c:>{width + 2}}" for c in cells))
+        cells = _row([r.data.metrics.get(key) for r in runs])
+        print(f"{key:<{label}}" + "".join(f"{c:>{width}}" for c in cells))
     for key in ("optimizer", "stage", "program_hash", "compiled_hash"):
         values = [r.data.params.get(key, "-") for r in runs]
         if any(v != "-" for v in values):
-            print(f"{key:<28}" + "".join(f"{v:>{width + 2}}" for v in values))
+            print(f"{key:<{label}}" + "".join(f"{v:>{width}}" for v in values))
     texts = [_prompts(r) for r in runs]
     for predictor in sorted({p for t in texts for p in t}):
         variants = [t.get(predictor, {}).get("instructions") for t in texts]
@@ -304,13 +314,12 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _number(value: float | None) -> str:
-    """Counts as integers, shares and scores with three decimals: 50 and 0.500 never look alike."""
-    if value is None:
-        return "-"
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{int(value):,}"
-    return f"{value:.3f}"
+def _row(values: list[float | None]) -> list[str]:
+    """One metric across runs: integers when every value is whole (counts), else three decimals for all
+    (scores and rates), so 50 and 0.500, or 1 and 0.933, never look alike."""
+    present = [v for v in values if v is not None]
+    whole = bool(present) and all(float(v).is_integer() for v in present) and any(abs(v) > 1 for v in present)
+    return ["-" if v is None else (f"{int(v):,}" if whole else f"{v:.3f}") for v in values]
 
 
 def _prompts(run) -> dict:

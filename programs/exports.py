@@ -340,7 +340,7 @@ class ExportReport:
     warnings: Counter = field(default_factory=Counter)
 
     def lines(self, fmt: str, out: Path) -> list[str]:
-        head = f"{fmt}: {self.written} trajectories -> {out}"
+        head = f"{fmt}: {self.written} {'trajectory' if self.written == 1 else 'trajectories'} -> {out}"
         if self.left_out:
             head += f" ({len(self.left_out)} left out)"
         if not self.written:

@@ -99,7 +99,10 @@ class LlamaCppEngine:
         self.max_tokens = max_tokens
         self.max_items = max_items
         self.max_string = max_string
-        self.item_caps = dict(item_caps if item_caps is not None else {"trajectory": 9, "refined_trajectory": 9})
+        # One call per assistant turn is GEM's convention (signatures/conventions.py): capping `tool_calls` at 1
+        # also keeps a 9-turn conversation inside max_tokens (two calls a turn cut refinements mid-array).
+        self.item_caps = dict(item_caps if item_caps is not None else {"trajectory": 9, "refined_trajectory": 9,
+                                                                       "tool_calls": 1})
         self._lock = threading.Lock()
         self._llama = None
         self._grammars: dict[str, Any] = {}

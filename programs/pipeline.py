@@ -103,8 +103,16 @@ def stopped_or_done(run, text: str, segment_id: str, source: str, first_stage: S
 
 
 def _one_line(exc: Exception, limit: int = 300) -> str:
+    """The exception as one line of at most `limit` characters, cut at a word; for a parse error, what
+    failed (DSPy appends the whole unparsed answer after "Adapter ... failed to parse", which is left out)."""
     text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if isinstance(exc, AdapterParseError):
+        text = text.split(" Adapter ", 1)[0]
+        if getattr(exc, "lm_response", None) and len(str(exc.lm_response)) > 2000 and "Field required" in text:
+            text += " (the answer may have been cut at the max_tokens limit)"
+    if len(text) <= limit:
+        return text
+    return text[: limit - 4].rsplit(" ", 1)[0] + " ..."
 
 
 class GEMPipeline(dspy.Module):

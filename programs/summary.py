@@ -34,7 +34,7 @@ class Summary:
     pattern_verified_share: dict[str, float] = field(default_factory=dict)  # per pattern: verified / claimed
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    lm_calls: int = 0  # paid calls, over every session of the run
+    lm_calls: int = 0  # calls the model answered (what a provider bills), over every session of the run
     cached_calls: int = 0  # answered from DSPy's cache: free, no usage reported
     wall_seconds: float = 0.0  # every session of the run (sessions.jsonl), so cost per trajectory holds after a resume
     sessions: int = 0
@@ -42,7 +42,7 @@ class Summary:
     this_run_segments: int = 0
 
     def per_accepted(self) -> dict[str, float]:
-        """Cost of one accepted trajectory over the whole run: paid calls, tokens, wall seconds."""
+        """Cost of one accepted trajectory over the whole run: LM calls made, tokens, wall seconds."""
         if not self.accepted:
             return {}
         return {"lm_calls": self.lm_calls / self.accepted,
@@ -107,7 +107,7 @@ class Summary:
         if self.patterns:
             lines.append(f"patterns            {self.patterns['verified_mean']:.1f} verified of "
                          f"{self.patterns['claimed_mean']:.1f} claimed per trajectory")
-        lines.append(f"LM calls            {self.lm_calls} paid: {self.prompt_tokens} tokens in / "
+        lines.append(f"LM calls            {self.lm_calls} made: {self.prompt_tokens} tokens in / "
                      f"{self.completion_tokens} out" + (f"; {self.cached_calls} answered from the cache (free)"
                                                         if self.cached_calls else ""))
         sessions = f" over {self.sessions} sessions (this one {self.this_run_wall_seconds:.1f} s)" \
@@ -115,7 +115,7 @@ class Summary:
         lines.append(f"wall time           {self.wall_seconds:.1f} s{sessions}")
         if self.accepted:
             cost = self.per_accepted()
-            lines.append(f"per trajectory      {cost['lm_calls']:.1f} paid calls, {cost['tokens']:.0f} tokens, "
+            lines.append(f"per trajectory      {cost['lm_calls']:.1f} LM calls, {cost['tokens']:.0f} tokens, "
                          f"{cost['wall_seconds']:.1f} s")
         return "\n".join(lines)
 

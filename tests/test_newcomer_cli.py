@@ -50,7 +50,7 @@ def test_a_run_written_as_jsonl_or_parquet_exports(env, fmt):
         code, out, err = cli("run", "corpus", "--out", "r", "--format", fmt, "--export", "openai", "--no-track",
                              "--no-progress", *_model(server, tmp))
     assert code == 0, err
-    assert "openai: 1 trajectories" in out
+    assert "openai: 1 trajectory -> " in out
     assert datasets.load_from_disk(str(tmp / "r" / "exports" / "openai")).num_rows == 1
     code, out, _ = cli("export", "--format", "sharegpt", f"r/trajectories.{fmt}", "s.jsonl")
     assert code == 0 and len((tmp / "s.jsonl").read_text().splitlines()) == 1
@@ -167,11 +167,23 @@ def test_compare_shows_the_model_and_tells_counts_from_shares(env):
         with mlflow.start_run(run_name=name):
             mlflow.log_params({"lm.model": model})
             mlflow.log_metrics({"lm_calls": calls, "score": score})
+    with mlflow.start_run(run_name="one"):  # a failed run of the same name is left out
+        mlflow.log_params({"lm.model": "gpt4"})
+    client = mlflow.tracking.MlflowClient()
+    failed = client.search_runs([mlflow.get_experiment_by_name("cmp").experiment_id], order_by=["attributes.start_time DESC"])[0]
+    client.set_terminated(failed.info.run_id, status="FAILED")
+    with mlflow.start_run(run_name="two"):
+        mlflow.log_params({"lm.model": "hosted_vllm/qwen"})
+        mlflow.log_metrics({"lm_calls": 0, "score": 1.0, "complexity.distinct_tools_used.mean": 8.6})
     code, out, _ = cli("compare", "--experiment", "cmp")
     assert code == 0
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
-    assert lines["model"] == ["hosted_vllm/qwen", "openai/gpt-4.1"]
-    assert lines["lm_calls"] == ["3", "50"] and lines["score"] == ["0.250", "0.500"]
+    assert lines["metric"][0].startswith("two:") and lines["metric"][1].startswith("two:") and lines["metric"][2] == "one"
+    assert lines["model"] == ["hosted_vllm/qwen", "hosted_vllm/qwen", "openai/gpt-4.1"]
+    assert lines["lm_calls"] == ["0", "3", "50"] and lines["score"] == ["1.000", "0.250", "0.500"]
+    assert lines["complexity.distinct_tools_used.mean"] == ["8.600", "-", "-"]
+    header = out.splitlines()[0]
+    assert all(len(line) == len(header) for line in out.splitlines()[:4])  # columns line up
 
 
 # 6. An outcome that makes the result worthless is said, and stops where continuing makes no sense.

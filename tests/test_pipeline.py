@@ -76,6 +76,9 @@ def test_wrongly_typed_output_is_a_parse_error():
     bad = {"workflows": "none", "tools": TOOL_SPECS}
     result, _ = run(PROCEDURE, {WorkflowExtraction: lambda i: bad})
     assert (result.outcome, result.stage) == ("parse_error", "extract")
+    # the reason says which field failed and how, not the unparsed answer DSPy appends
+    assert result.reason.startswith("Failed to parse field workflows") and "LM Response" not in result.reason
+    assert "Adapter" not in result.reason and not result.reason.endswith("...")
 
 
 def test_refined_trajectory_with_rule_violations_is_rejected_with_codes():
