@@ -209,13 +209,12 @@ def cmd_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --version and --help answer before DSPy and LiteLLM load
+    from gem_synth.cli import optimize
     from gem_synth.optimizers.distil import FinetuneUnavailable
     from gem_synth.programs.corpus import CorpusError
     from gem_synth.programs.models import ModelError
     from gem_synth.programs.runner import RunError
-
-    args = build_parser().parse_args(argv)
-    from gem_synth.cli import optimize
 
     handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "view": cmd_view, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
                 "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import dspy
-from gem_synth.programs.adapter import GEMJSONAdapter
 
 
 def add_parsers(sub, add_model_options) -> None:
@@ -94,6 +92,10 @@ def _setup(args, plan):
     configure_cache(args.cache_dir)
     program = build_program(args.program, Stages.parse(args.stages))
     lm = assign_models(program, plan)
+    import dspy
+
+    from gem_synth.programs.adapter import GEMJSONAdapter
+
     dspy.configure(lm=lm, adapter=GEMJSONAdapter(), max_history_size=0)
     return program, lm
 
