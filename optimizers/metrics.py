@@ -130,10 +130,9 @@ def score_result(result: SegmentResult, example=None, targets: Targets = Targets
         feedback += [f"{name}: {n}" for n in notes[:5]]
     shares = dict(SHARES)
     if result.judge is not None:
-        verdicts = [result.judge.tool_call_hallucination, result.judge.capability_hallucination,
-                    result.judge.context_hallucination]
-        parts["judge"] = sum(v.passed for v in verdicts) / 3
-        feedback += [f"judge: {name} failed: {v.reason}" for name, v in result.judge.rubrics().items() if not v.passed]
+        verdicts = result.judge.rubrics()
+        parts["judge"] = sum(v.passed for v in verdicts.values()) / len(verdicts)
+        feedback += [f"judge: {name} failed: {v.reason}" for name, v in verdicts.items() if not v.passed]
     else:
         shares["validity"] += shares.pop("judge")
     total = sum(shares[k] * parts[k] for k in shares)

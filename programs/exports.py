@@ -28,7 +28,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from gem_synth.programs.validator import errors, validate
+from gem_synth.programs.validator import errors, string_arguments, validate
+from gem_synth.signatures.chat import message_text
 
 FORMATS = ("openai", "hermes", "sharegpt", "gem-sft")
 SYNTHESIS_INSTRUCTION_KEY = "synthesis_instruction"
@@ -63,25 +64,14 @@ def canonical(row: dict[str, Any]) -> dict[str, Any]:
         clean = {k: v for k, v in m.items() if v is not None or (k == "content" and m.get("role") == "assistant")}
         if not clean.get("tool_calls"):
             clean.pop("tool_calls", None)
-        elif isinstance(clean["tool_calls"], list):
-            clean["tool_calls"] = [_string_arguments(c) for c in clean["tool_calls"]]
-        messages.append(clean)
+        messages.append(string_arguments(clean)[0])
     return {"tools": tools if tools is not None else [], "messages": messages}
 
 
 def _object_arguments(row: Any) -> int:
     """How many tool calls of a raw record give `arguments` as a JSON object rather than a string."""
     messages = row.get("messages") if isinstance(row, dict) else None
-    return sum(isinstance((c.get("function") or {}).get("arguments"), (dict, list))
-               for m in (messages if isinstance(messages, list) else []) if isinstance(m, dict)
-               for c in (m.get("tool_calls") or []) if isinstance(c, dict) and isinstance(c.get("function"), dict))
-
-
-def _string_arguments(call: Any) -> Any:
-    function = call.get("function") if isinstance(call, dict) else None
-    if isinstance(function, dict) and isinstance(function.get("arguments"), (dict, list)):
-        return {**call, "function": {**function, "arguments": json.dumps(function["arguments"], ensure_ascii=False)}}
-    return call
+    return sum(len(string_arguments(m)[1]) for m in (messages if isinstance(messages, list) else []))
 
 
 def _results_in_call_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,7 +176,7 @@ def to_hermes(record: dict[str, Any]) -> dict[str, Any]:
     messages = [] if record["messages"] and record["messages"][0].get("role") == "system" else \
         [{"role": "system", "content": header}]
     for m in _results_in_call_order(record["messages"]):
-        role, content = m["role"], content_text_of(m)
+        role, content = m["role"], message_text(m)
         if role == "system":
             messages.append({"role": "system", "content": f"{header}\n\n{content}"})
         elif role == "assistant":
@@ -228,12 +218,12 @@ def to_sharegpt(record: dict[str, Any], warnings: list[str] | None = None) -> di
     for is_tool, group in groupby(messages, key=lambda m: m["role"] == "tool"):
         group = list(group)
         if is_tool:
-            contents = [content_text_of(m) for m in group]
+            contents = [message_text(m) for m in group]
             turns.append({"from": "observation", "value": contents[0] if len(contents) == 1 else
                           json.dumps(contents, ensure_ascii=False)})
             continue
         for m in group:
-            role, content = m["role"], content_text_of(m)
+            role, content = m["role"], message_text(m)
             if role == "system":
                 system = content
             elif role == "user":
@@ -253,14 +243,6 @@ def to_sharegpt(record: dict[str, Any], warnings: list[str] | None = None) -> di
         if turn["from"] not in expected:
             raise ExportError(f"turn {i} is `{turn['from']}` where ShareGPT needs one of {expected}")
     return {"conversations": turns, "system": system, "tools": json.dumps(record["tools"], ensure_ascii=False)}
-
-
-def content_text_of(message: dict[str, Any]) -> str:
-    """A message's content as text, whichever OpenAI shape it has (string, text parts or null)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
 
 
 def sft_messages(text: str, answer: dict[str, Any], instruction: str) -> list[dict[str, str]]:

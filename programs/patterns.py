@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gem_synth.programs.validator import leaves
+from gem_synth.signatures.chat import message_text
 
 LONG_LIST = 5  # records in one tool result that make a long, noisy context
 
@@ -38,13 +39,6 @@ def _json(text: str) -> Any:
         return None
 
 
-def _content(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
-
-
 def is_error_result(text: str) -> bool:
     """A tool result that reports a failure: {"error": ...}, a failed status, or text starting with Error."""
     value = _json(text)
@@ -56,7 +50,7 @@ def is_error_result(text: str) -> bool:
 
 def error_recovery(messages: list[dict[str, Any]]) -> list[int]:
     """A tool error followed, later, by a tool result that succeeds."""
-    results = [(i, is_error_result(_content(m))) for i, m in enumerate(messages) if m.get("role") == "tool"]
+    results = [(i, is_error_result(message_text(m))) for i, m in enumerate(messages) if m.get("role") == "tool"]
     for k, (i, failed) in enumerate(results):
         if failed:
             later = next((j for j, bad in results[k + 1:] if not bad), None)
@@ -68,7 +62,7 @@ def error_recovery(messages: list[dict[str, Any]]) -> list[int]:
 def clarification(messages: list[dict[str, Any]]) -> list[int]:
     """The assistant asks the user a question, the user answers, and a tool call follows."""
     for i, m in enumerate(messages[:-2]):
-        if m.get("role") == "assistant" and not m.get("tool_calls") and "?" in _content(m) \
+        if m.get("role") == "assistant" and not m.get("tool_calls") and "?" in message_text(m) \
                 and messages[i + 1].get("role") == "user":
             call = next((j for j in range(i + 2, len(messages)) if messages[j].get("tool_calls")), None)
             if call is not None:
@@ -89,7 +83,7 @@ def _records(value: Any) -> int:
 def long_noisy_context(messages: list[dict[str, Any]]) -> list[int]:
     """A tool result that lists at least LONG_LIST records."""
     return next(([i] for i, m in enumerate(messages)
-                 if m.get("role") == "tool" and _records(_json(_content(m))) >= LONG_LIST), [])
+                 if m.get("role") == "tool" and _records(_json(message_text(m))) >= LONG_LIST), [])
 
 
 
@@ -106,9 +100,9 @@ def multi_hop_reasoning(messages: list[dict[str, Any]]) -> list[int]:
     for i, m in enumerate(messages):
         role = m.get("role")
         if role in ("system", "user"):
-            said += "\n" + _content(m).casefold()
+            said += "\n" + message_text(m).casefold()
         elif role == "tool":
-            returned += "\n" + _content(m).casefold()
+            returned += "\n" + message_text(m).casefold()
         elif m.get("tool_calls"):
             for call in m["tool_calls"]:
                 args = _json((call.get("function") or {}).get("arguments", ""))
@@ -116,7 +110,7 @@ def multi_hop_reasoning(messages: list[dict[str, Any]]) -> list[int]:
                     needle = leaf.casefold()
                     if needle in returned and needle not in said:
                         first = next(j for j in range(i) if messages[j].get("role") == "tool"
-                                     and needle in _content(messages[j]).casefold())
+                                     and needle in message_text(messages[j]).casefold())
                         return [first, i]
     return []
 

@@ -7,6 +7,7 @@ its last part. Complexity is shown next to the paper's means (GEM, after refinem
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -122,8 +123,6 @@ class Summary:
 
 def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segments: int = 0) -> Summary:
     """The summary of the run whose journal is `journal`; wall time from `sessions.jsonl` beside it."""
-    import json
-
     s = Summary(this_run_wall_seconds=this_run_wall_seconds, this_run_segments=this_run_segments)
     sessions_path = journal.parent / "sessions.jsonl"
     if sessions_path.exists():
@@ -139,10 +138,6 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
     passes: Counter[str] = Counter()
     complexity: dict[str, list[int]] = {k: [] for k in ("messages", "distinct_tools_used", "tool_calls", "user_turns")}
     accepted_records: list[dict] = []
-    claimed_counts: list[int] = []
-    verified_counts: list[int] = []
-    claimed: Counter[str] = Counter()
-    verified: Counter[str] = Counter()
     for entry in final_entries(journal):
         s.segments += 1
         outcomes[entry["outcome"]] += 1
@@ -166,10 +161,6 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
             for key, values in complexity.items():
                 values.append(record["stats"][key])
             accepted_records.append(record)
-            claimed_counts.append(len(record.get("patterns_claimed") or []))
-            verified_counts.append(len(record.get("patterns_verified") or []))
-            claimed.update(record.get("patterns_claimed") or [])
-            verified.update(record.get("patterns_verified") or [])
     s.outcomes, s.stopped_at, s.violation_codes = dict(outcomes), dict(stopped), dict(codes)
     if s.judged:
         s.judge_pass_rates = {r: passes[r] / s.judged for r in RUBRICS}
@@ -177,10 +168,13 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
                     for k, v in complexity.items() if v}
     if accepted_records:
         s.diversity = diversity(accepted_records)
-    if claimed_counts:
-        s.patterns = {"claimed_mean": statistics.fmean(claimed_counts), "verified_mean": statistics.fmean(verified_counts),
-                      "verified_at_least_3": sum(n >= 3 for n in verified_counts) / len(verified_counts)}
-        s.pattern_verified_share = {p: verified[p] / n for p, n in sorted(claimed.items())}
+        claimed = [r.get("patterns_claimed") or [] for r in accepted_records]
+        verified = [r.get("patterns_verified") or [] for r in accepted_records]
+        s.patterns = {"claimed_mean": statistics.fmean(map(len, claimed)),
+                      "verified_mean": statistics.fmean(map(len, verified)),
+                      "verified_at_least_3": sum(len(v) >= 3 for v in verified) / len(verified)}
+        claimed_counts, verified_counts = Counter(p for c in claimed for p in c), Counter(p for v in verified for p in v)
+        s.pattern_verified_share = {p: verified_counts[p] / n for p, n in sorted(claimed_counts.items())}
     return s
 
 

@@ -114,7 +114,7 @@ def parse_record(record: Any) -> tuple[list[Tool], list[tuple[int, Message]], li
         found.append(violation("M001", None, "`messages` is missing or not a non-empty list"))
         return tools, messages, found
     for i, raw in enumerate(raw_messages):
-        raw, objects = _string_arguments(raw)
+        raw, objects = string_arguments(raw)
         for name in objects:
             found.append(violation("C007", i, f"`{name}` arguments are a JSON object; OpenAI format has a "
                                               "JSON-encoded string (normalised)"))
@@ -125,7 +125,7 @@ def parse_record(record: Any) -> tuple[list[Tool], list[tuple[int, Message]], li
     return tools, messages, found
 
 
-def _string_arguments(raw: Any) -> tuple[Any, list[str]]:
+def string_arguments(raw: Any) -> tuple[Any, list[str]]:
     """`raw` with tool-call arguments given as JSON objects (as xLAM, Glaive and Arrow round trips store
     them) encoded as JSON strings, and the names of the calls that were; other input is returned as is."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tool_calls"), list):

@@ -24,6 +24,7 @@ from typing import Any
 
 from gem_synth.programs.dataset_io import final_entries
 from gem_synth.programs.summary import PAPER, summarize
+from gem_synth.signatures.chat import message_text
 
 LONG_RESULT = 600  # characters: longer tool results and system prompts are folded
 
@@ -95,8 +96,7 @@ def _histogram(values: list[float], title: str, paper: float | None, width: int 
 
 def _message(i: int, m: dict[str, Any]) -> str:
     role = m.get("role", "")
-    content = m.get("content")
-    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+    text = message_text(m)
     parts = [f'<div class="msg {_e(role)}"><div class="role">[{i}] {_e(role)}'
              + (f" (answers {_e(m.get('tool_call_id'))})" if role == "tool" else "") + "</div>"]
     if role == "tool":

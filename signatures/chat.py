@@ -73,6 +73,15 @@ def content_text(content: Content) -> str:
     return "".join(part.text for part in content)
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """The text of an OpenAI message given as JSON (string content, text parts, or null), for records
+    read from anywhere: anything that is not text counts as none."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else ""
+
+
 class SystemMessage(_OpenAIModel):
     role: Literal["system"] = "system"
     content: Union[str, list[TextPart]]
