@@ -229,12 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)  # do not wait for LM calls still under way in worker threads
-    except Exception as exc:  # validate's unreadable input, and anything unforeseen: one line, no traceback
-        from gem_synth.cli.validate import UnreadableInput
-
-        if isinstance(exc, UnreadableInput):
-            print(f"gem-synth: error: {exc}", file=sys.stderr)
-            return 2
+    except Exception as exc:  # anything unforeseen: one line, no traceback (unreadable input is a ValueError)
         if os.environ.get("GEM_SYNTH_DEBUG"):
             raise
         print(f"gem-synth: error: {type(exc).__name__}: {exc} (set GEM_SYNTH_DEBUG=1 for a traceback)",

@@ -173,6 +173,49 @@ def save_rows(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...] =
     ds.save_to_disk(str(path), num_shards=1)
 
 
+class UnreadableInput(ValueError):
+    """A JSON/JSONL file that cannot be read at all; the message is one line naming it."""
+
+
+class NotJSON(str):
+    """A JSONL line that does not parse: a finding of its own (validate) or a record left out (export)."""
+
+
+def json_records(path: Path, empty_ok: bool = False) -> Iterator[tuple[str, Any]]:
+    """(label, record) pairs from a JSON object ("record"), a JSON list ("record i") or JSONL ("line N").
+
+    A JSONL line that is not JSON comes as a NotJSON value with the reason, and the rest is
+    still read. Raises UnreadableInput for a missing, non-UTF-8 or (unless `empty_ok`) empty file.
+    """
+    if not path.is_file():
+        raise UnreadableInput(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableInput(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    if not text.strip():
+        if empty_ok:
+            return
+        raise UnreadableInput(f"{path}: empty file")
+    if path.suffix.lower() != ".jsonl" and text.lstrip()[0] in "[{":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # perhaps JSONL after all
+        if data is not None:
+            items = data if isinstance(data, list) else [data]
+            for i, item in enumerate(items):
+                yield (f"record {i}" if isinstance(data, list) else "record"), item
+            return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"line {number}", NotJSON(f"not JSON ({exc.msg} at column {exc.colno})")
+
+
 def read_records(ref: str | Path, split: str = "train") -> Iterator[dict[str, Any]]:
     """OpenAI-format records ({tools, messages, ...}) from whatever holds them, lazily.
 
@@ -180,7 +223,8 @@ def read_records(ref: str | Path, split: str = "train") -> Iterator[dict[str, An
     Arrow, JSONL or Parquet), a saved Hugging Face dataset, a JSON file (an object or a
     list), a JSONL file, a Parquet file, or a dataset name on the Hub (`split`). Raises
     FileNotFoundError / ValueError with a one-line message when `ref` holds none of these.
-    A JSONL line that is not JSON is yielded as {"__unreadable__": reason, "id": "line N"}.
+    A JSONL line that is not JSON is yielded as {"__unreadable__": reason, "id": "line N"}
+    (`json_records`, which `gem-synth validate` reads with too).
     """
     path = Path(ref)
     if path.is_dir():
@@ -203,21 +247,8 @@ def read_records(ref: str | Path, split: str = "train") -> Iterator[dict[str, An
         yield from datasets.Dataset.from_parquet(str(path))
         return
     if path.is_file() and suffix in (".json", ".jsonl", ".ndjson"):
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".json" or text.lstrip()[:1] == "[":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError:
-                data = None
-            if data is not None:
-                yield from (data if isinstance(data, list) else [data])
-                return
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield {"__unreadable__": f"not JSON ({exc.msg})", "id": f"line {number}"}
+        for label, value in json_records(path, empty_ok=True):
+            yield {"__unreadable__": str(value), "id": label} if isinstance(value, NotJSON) else value
         return
     if path.exists():
         raise ValueError(f"{ref}: unknown format {suffix or '(no extension)'}; expected a run folder, a saved "
