@@ -73,30 +73,27 @@ WORKFLOWS = [
 PATTERNS = ["clarification", "rule_awareness", "multi_hop_reasoning", "error_recovery"]
 
 
-def conversation(rounds: int, seed: int = 0) -> list[dict[str, Any]]:
-    """A valid conversation: per round a request, two grounded tool calls and an answer."""
-    turns: list[dict[str, Any]] = [{"role": "system", "content": (
+def conversation(rounds: int, seed: int = 0) -> dict[str, Any]:
+    """A valid conversation in rounds (signatures/conversation.py): per round a request, two grounded
+    tool calls and an answer."""
+    out: dict[str, Any] = {"system": (
         "You are the returns assistant of an online store. Database: customers(customer_id, email), "
         "orders(order_id, customer_id, items), returns(return_id, order_id, item_id, status). Rules: 1. Returns "
         "within 30 days of delivery. 2. Confirm before creating a return or booking a pickup. 3. One open return "
-        "per item. Persona: a busy customer who writes briefly.")}]
+        "per item. Persona: a busy customer who writes briefly."), "rounds": []}
     for r in range(rounds):
         order, item = f"O-{seed}{r:03d}", f"I-{seed}{r:03d}"
-        turns += [
-            {"role": "user", "content": f"Is item {item} of order {order} still returnable? It arrived damaged."},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": f"c{r}a", "name": "get_order", "arguments": json.dumps({"order_id": order})}]},
-            {"role": "tool", "tool_call_id": f"c{r}a", "content": json.dumps(
-                {"order_id": order, "delivered": "2026-11-10", "items": [item, f"X-{r}"], "status": "delivered"})},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": f"c{r}b", "name": "check_return_eligibility",
-                 "arguments": json.dumps({"order_id": order, "item_id": item})}]},
-            {"role": "tool", "tool_call_id": f"c{r}b", "content": json.dumps(
-                {"eligible": True, "deadline": "2026-12-10", "open_returns": 0})},
-            {"role": "assistant", "content": f"Yes: {item} can be returned until 2026-12-10. Shall I open a "
-                                             "return for it as damaged?"},
-        ]
-    return turns
+        out["rounds"].append({
+            "user": f"Is item {item} of order {order} still returnable? It arrived damaged.",
+            "steps": [
+                {"call": {"name": "get_order", "arguments": {"order_id": order}},
+                 "result": json.dumps({"order_id": order, "delivered": "2026-11-10", "items": [item, f"X-{r}"],
+                                       "status": "delivered"})},
+                {"call": {"name": "check_return_eligibility", "arguments": {"order_id": order, "item_id": item}},
+                 "result": json.dumps({"eligible": True, "deadline": "2026-12-10", "open_returns": 0})},
+            ],
+            "reply": f"Yes: {item} can be returned until 2026-12-10. Shall I open a return for it as damaged?"})
+    return out
 
 
 def answer_for(system: str, user: str) -> dict[str, Any] | str:
@@ -113,8 +110,10 @@ def answer_for(system: str, user: str) -> dict[str, Any] | str:
                 "ecommerce_and_retail"}
     if "workflows" in names:
         return {"workflows": WORKFLOWS, "tools": TOOLS}
+    if "new_tools" in names:
+        return {"new_tools": []}
     if "refined_trajectory" in names:
-        return {"refined_tools": TOOLS, "refined_trajectory": conversation(8, case),
+        return {"refined_trajectory": conversation(8, case),
                 "patterns_used": ["long_noisy_context", "multi_constraint_turn", "pitfall"]}
     if "trajectory" in names:
         return {"trajectory": conversation(6, case), "patterns_used": PATTERNS}

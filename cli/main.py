@@ -27,6 +27,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                                                   "the embedded model: 2048)")
     g.add_argument("--num-retries", type=int, help="retries of a failed LM call, with backoff (default: 3)")
     g.add_argument("--timeout", type=float, help="seconds per LM call")
+    g.add_argument("--constrain", choices=("auto", "schema", "json", "off"),
+                   help="what goes out as response_format: `schema` (the per-segment JSON Schema), `json` (JSON mode), "
+                        "`off`; auto (default) sends the schema to the embedded model, to any --api-base server "
+                        "and to providers known to take it")
     for stage in ("filter", "extract", "generate", "refine", "judge"):
         g.add_argument(f"--{stage}-lm", help=f"a different model for the {stage} stage")
     g.add_argument("--config", help="TOML file with an [lm] table and optional [lm.<stage>] tables")
@@ -125,7 +129,7 @@ def _plan(args):
     from gem_synth.programs.models import load_config, plan_models
 
     cli = {k: getattr(args, k) for k in ("model", "api_base", "api_key", "temperature", "max_tokens",
-                                         "num_retries", "timeout")}
+                                         "num_retries", "timeout", "constrain")}
     cli |= {f"{s}_lm": getattr(args, f"{s}_lm") for s in ("filter", "extract", "generate", "refine", "judge")}
     return plan_models(cli, load_config(args.config))
 

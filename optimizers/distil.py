@@ -29,7 +29,8 @@ from gem_synth.programs.dataset_io import final_entries
 from gem_synth.programs.exports import sft_messages
 from gem_synth.programs.synthesizer import Synthesizer
 from gem_synth.signatures import TrajectorySynthesis
-from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.conversation import Conversation
+from gem_synth.signatures.drafts import ToolSpec
 from gem_synth.signatures.records import SegmentResult
 
 
@@ -42,12 +43,12 @@ def pairs_from_results(results: Iterable[SegmentResult], negatives: bool = True)
             pairs.append(dspy.Example(
                 text=r.segment.text, segment_id=r.segment.id, is_procedural=True,
                 tools=[ToolSpec.from_tool(t) for t in r.trajectory.tools],
-                trajectory=[Turn.from_message(m) for m in r.trajectory.messages],
+                trajectory=Conversation.from_messages(r.trajectory.messages),
                 patterns_used=list(r.patterns_verified)).with_inputs("text", "segment_id"))  # taught to claim only
                 # what the conversation shows
         elif negatives and r.outcome == "filtered_out":
             pairs.append(dspy.Example(text=r.segment.text, segment_id=r.segment.id, is_procedural=False, tools=[],
-                                      trajectory=[], patterns_used=[]).with_inputs("text", "segment_id"))
+                                      trajectory=None, patterns_used=[]).with_inputs("text", "segment_id"))
     return pairs
 
 
@@ -74,7 +75,7 @@ def sft_rows(pairs: list[dspy.Example]) -> list[dict[str, Any]]:
     rows = []
     for p in pairs:
         answer = {"is_procedural": p.is_procedural, "tools": [spec.to_tool().to_openai() for spec in p.tools],
-                  "messages": [turn.to_message().to_openai() for turn in p.trajectory],
+                  "messages": [m.to_openai() for m in p.trajectory.to_messages()] if p.trajectory else [],
                   "patterns": list(p.patterns_used)}
         rows.append({"id": p.segment_id, "messages": sft_messages(p.text, answer, TrajectorySynthesis.instructions)})
     return rows

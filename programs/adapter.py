@@ -1,10 +1,25 @@
-"""The DSPy adapter gem-synth talks to models through: DSPy's JSONAdapter, with JSON's words for types.
+"""The DSPy adapter gem-synth talks to models through: DSPy's JSONAdapter, with JSON's words for
+types and a JSON Schema `response_format` for every backend that can decode against one.
 
-DSPy's JSONAdapter asks for a JSON object but describes a boolean field as "must be
-formatted as a valid Python bool" and "must be True or False": in JSON that is `true` /
-`false`, and the models answering our requests reported the contradiction. This adapter
-keeps everything else of JSONAdapter (structured output, parsing, demos) and names each
-output field's type as JSON does.
+Words: DSPy's JSONAdapter describes a boolean field as "must be formatted as a valid
+Python bool" and "must be True or False": in JSON that is `true` / `false`, and the
+models answering our requests reported the contradiction.
+
+Constrained decoding: the output fields' JSON Schema (for a conversation, the per-segment
+one of `signatures.conversation.conversation_over`) goes out as
+`{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`. DSPy sends it only
+to models its capability table knows, so an open model behind `hosted_vllm/` or any
+OpenAI-compatible server got none; here the decision is `decoding_mode(lm)`:
+- `schema`: the embedded llama.cpp engine (the schema becomes a grammar), any model
+  served at an `api_base` (vLLM, SGLang, llama.cpp's server, Ollama, LM Studio all take
+  a JSON Schema), and providers DSPy knows to take one. `strict` is true when the schema
+  is closed (every object lists its properties), the form OpenAI's strict mode takes;
+  a schema with a free-form object (the synthesizer's calls, an `object` parameter) is
+  sent with `strict: false`, which such servers still follow and OpenAI treats as a guide.
+- `json`: providers that take only `{"type": "json_object"}`.
+- `off`: nothing is sent; the schema is still in the prompt and the answer is parsed
+  against it (a call to an unknown tool then fails to parse and is asked again).
+A model's mode can be forced with `--constrain` (ModelSpec.constrain).
 """
 
 from __future__ import annotations
@@ -12,7 +27,60 @@ from __future__ import annotations
 import typing
 
 import dspy
+import pydantic
+from dspy.clients.legacy_requests import _strict_json_schema  # the OpenAI SDK's strict-mode rules, kept by DSPy
 from pydantic import BaseModel
+
+CONSTRAIN_MODES = ("auto", "schema", "json", "off")
+
+
+def decoding_mode(lm: typing.Any) -> str:
+    """`schema`, `json` or `off` for this LM: its forced mode (`lm.gem_constrain`), else what it supports."""
+    forced = getattr(lm, "gem_constrain", "auto")
+    if forced != "auto":
+        return forced
+    model = str(getattr(lm, "model", ""))
+    kwargs = getattr(lm, "kwargs", {}) or {}
+    try:
+        if getattr(lm, "supports_response_schema", False):
+            return "schema"
+    except Exception:  # noqa: BLE001 - DSPy raises for a provider it has no capability table for
+        pass
+    if kwargs.get("api_base") or model.startswith("hosted_vllm/"):
+        return "schema"
+    try:
+        if "response_format" in lm.supported_params:
+            return "json"
+    except Exception:  # noqa: BLE001
+        pass
+    return "off"
+
+
+def _closed(schema: typing.Any) -> bool:
+    """True when every object in the schema lists its properties (no free-form mapping)."""
+    if isinstance(schema, list):
+        return all(_closed(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" and "properties" not in schema:
+        return False
+    return all(_closed(v) for k, v in schema.items() if isinstance(v, (dict, list)) and k != "enum")
+
+
+def output_schema(signature: type[dspy.Signature]) -> dict:
+    """The `response_format` for a signature's output fields: `{"type": "json_schema", "json_schema": {...}}`.
+
+    Raises pydantic's schema errors for a type with no JSON Schema.
+    """
+    fields = {name: (field.annotation, ...) for name, field in signature.output_fields.items()}
+    model = pydantic.create_model(f"{signature.__name__}Output", __config__=pydantic.ConfigDict(extra="forbid"),
+                                  **fields)
+    schema = model.model_json_schema()
+    strict = _closed(schema)
+    if strict:
+        schema = _strict_json_schema(schema)
+    return {"type": "json_schema", "json_schema": {"name": f"{signature.__name__}Output"[:64], "schema": schema,
+                                                   "strict": strict}}
 
 
 def json_kind(annotation: typing.Any) -> str:
@@ -34,7 +102,21 @@ def json_kind(annotation: typing.Any) -> str:
 
 
 class GEMJSONAdapter(dspy.JSONAdapter):
-    """JSONAdapter whose field instructions use JSON's types (`true`/`false`), never Python's."""
+    """JSONAdapter whose field instructions use JSON's types (`true`/`false`), never Python's, and whose
+    `response_format` is chosen by `decoding_mode` rather than DSPy's capability table."""
+
+    def _prepare_response_format(self, lm, lm_kwargs, signature):
+        mode = decoding_mode(lm)
+        if mode == "off":
+            lm_kwargs.pop("response_format", None)
+            return
+        if mode == "json":
+            lm_kwargs["response_format"] = {"type": "json_object"}
+            return
+        try:
+            lm_kwargs["response_format"] = output_schema(signature)
+        except (pydantic.PydanticInvalidForJsonSchema, pydantic.PydanticSchemaGenerationError, ValueError):
+            lm_kwargs["response_format"] = {"type": "json_object"}
 
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
         return super().format_field_structure(signature).replace(

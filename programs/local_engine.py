@@ -52,34 +52,54 @@ def default_model_path() -> Path:
 
 
 def capped(schema: Any, max_items: int, max_string: int, item_caps: dict[str, int] | None = None,
-           nested: bool = False) -> Any:
+           nested: bool = False, calls_only: bool = False) -> Any:
     """A copy of a JSON schema with every array and free string bounded.
 
     Arrays nested in arrays get at most 2 items, since sizes multiply; `item_caps` names
-    properties that need more (a conversation needs turns enough for a tool round trip).
+    properties that need more or fewer. With `calls_only`, a conversation's steps are
+    tool calls only (the `say` alternative is dropped) and a round has at least one: left
+    the choice, the 135M model writes text steps and never calls a tool (rule O006).
     """
     item_caps = item_caps or {}
     if isinstance(schema, list):
-        return [capped(s, max_items, max_string, item_caps, nested) for s in schema]
+        return [capped(s, max_items, max_string, item_caps, nested, calls_only) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
+    if calls_only and isinstance(out.get("anyOf"), list):
+        kept = [alt for alt in out["anyOf"] if not _is_text_step(alt, schema)]
+        if kept and len(kept) < len(out["anyOf"]):
+            out["anyOf"] = kept
+            schema = out
     inner = nested or out.get("type") == "array"
     for key, value in schema.items():
         if key == "properties" and isinstance(value, dict):
             out[key] = {}
             for name, sub in value.items():
-                sub = capped(sub, max_items, max_string, item_caps, inner)
+                sub = capped(sub, max_items, max_string, item_caps, inner, calls_only)
                 if name in item_caps and isinstance(sub, dict) and sub.get("type") == "array":
                     sub["maxItems"] = item_caps[name]
+                if calls_only and name == "steps" and isinstance(sub, dict) and sub.get("type") == "array":
+                    sub["minItems"] = 1
                 out[key][name] = sub
         elif isinstance(value, (dict, list)):
-            out[key] = capped(value, max_items, max_string, item_caps, inner if key == "items" else nested)
+            out[key] = capped(value, max_items, max_string, item_caps, inner if key == "items" else nested,
+                              calls_only)
     if out.get("type") == "array" and "maxItems" not in out:
         out["maxItems"] = 2 if nested else max_items
     if out.get("type") == "string" and "enum" not in out and "const" not in out:
         out["maxLength"] = min(out.get("maxLength", max_string), max_string)
     return out
+
+
+def _is_text_step(alternative: Any, schema: dict) -> bool:
+    """An anyOf alternative that is signatures.conversation.TextStep (inline or by `$ref`)."""
+    if not isinstance(alternative, dict):
+        return False
+    ref = alternative.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        return ref.rsplit("/", 1)[-1] == "TextStep"
+    return set((alternative.get("properties") or {})) == {"say"}
 
 
 class LlamaCppEngine:
@@ -99,10 +119,9 @@ class LlamaCppEngine:
         self.max_tokens = max_tokens
         self.max_items = max_items
         self.max_string = max_string
-        # One call per assistant turn is GEM's convention (signatures/conventions.py): capping `tool_calls` at 1
-        # also keeps a 9-turn conversation inside max_tokens (two calls a turn cut refinements mid-array).
-        self.item_caps = dict(item_caps if item_caps is not None else {"trajectory": 9, "refined_trajectory": 9,
-                                                                       "tool_calls": 1})
+        # A conversation of 3 rounds of at most 2 steps (signatures/conversation.py) fits in max_tokens with
+        # room to spare: every round is complete, so the answer parses and the trajectory is well formed.
+        self.item_caps = dict(item_caps if item_caps is not None else {"rounds": 3, "steps": 2})
         self._lock = threading.Lock()
         self._llama = None
         self._grammars: dict[str, Any] = {}
@@ -143,7 +162,8 @@ class LlamaCppEngine:
         from llama_cpp.llama_grammar import JSON_GBNF
 
         if response_format["type"] == "json_schema":
-            schema = capped(response_format["schema"], self.max_items, self.max_string, self.item_caps)
+            schema = capped(response_format["schema"], self.max_items, self.max_string, self.item_caps,
+                            calls_only=True)
             source = json.dumps(schema, sort_keys=True)
             key = hashlib.sha256(source.encode()).hexdigest()
             if key not in self._grammars:

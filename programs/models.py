@@ -55,6 +55,7 @@ class ModelSpec:
     max_tokens: int | None = None
     num_retries: int = 3
     timeout: float | None = None
+    constrain: str = "auto"  # response_format: auto, schema, json or off (programs/adapter.py)
 
     @property
     def is_local(self) -> bool:
@@ -152,6 +153,21 @@ def local_engine() -> LlamaCppEngine:
 
 
 def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
+    """The DSPy LM for `spec`, tagged with its decoding mode (`lm.gem_constrain`, read by the adapter).
+
+    Raises ModelError (one line) for an unknown constrain mode, a missing embedded model or
+    a model string DSPy refuses.
+    """
+    from gem_synth.programs.adapter import CONSTRAIN_MODES
+
+    if spec.constrain not in CONSTRAIN_MODES:
+        raise ModelError(f"--constrain {spec.constrain!r}: choose one of {', '.join(CONSTRAIN_MODES)}")
+    lm = _build_lm(spec, cache)
+    lm.gem_constrain = spec.constrain
+    return lm
+
+
+def _build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
     kwargs: dict[str, Any] = {"cache": cache, "num_retries": spec.num_retries}
     if spec.temperature is not None:
         kwargs["temperature"] = spec.temperature

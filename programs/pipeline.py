@@ -142,6 +142,7 @@ class GEMPipeline(dspy.Module):
         extracted = call_stage("extract", self.extract, self.stages.parse_retries, text=text,
                                summary=r.labels.summary, domain=r.labels.domain)
         r.workflows = extracted.workflows
+        r.notes += extracted.notes
         bad_tools = errors(list(check_tools(extracted.tools)))
         if not extracted.tools or bad_tools:
             r.violations = bad_tools
@@ -149,7 +150,7 @@ class GEMPipeline(dspy.Module):
             raise StageStop("rule_violations", "extract", reason)
 
         generated = call_stage("generate", self.generate, self.stages.parse_retries, text=text, workflows=r.workflows,
-                          tool_specs=extracted.tool_specs)
+                               tool_specs=extracted.tool_specs)
         r.draft, r.draft_patterns = generated.trajectory, generated.patterns
         final, r.patterns = generated.trajectory, generated.patterns
 
@@ -158,8 +159,10 @@ class GEMPipeline(dspy.Module):
             # a fault made it rewrite natural user turns into ISO dates and exact codes.
             issues = [v.line() for v in errors(validate(r.draft.to_openai()))]
             refined = call_stage("refine", self.refine, self.stages.parse_retries, text=text, workflows=r.workflows,
-                            tool_specs=extracted.tool_specs, turns=generated.turns, known_issues=issues)
+                                 tool_specs=extracted.tool_specs, conversation=generated.conversation,
+                                 known_issues=issues)
             final, r.patterns = refined.trajectory, refined.patterns
+            r.notes += refined.notes
         r.trajectory = final
         finish(r, self.judge, self.stages)
 

@@ -50,6 +50,7 @@ RULES: dict[str, Rule] = {r.code: r for r in [
     Rule("O003", "user_after_tool", "a user turn follows a tool result directly", rule_set="gem"),
     Rule("O004", "last_not_assistant_text", "the conversation does not end with an assistant text turn", rule_set="gem"),
     Rule("O005", "no_user_turn", "the conversation has no user turn", rule_set="gem"),
+    Rule("O006", "no_tool_call", "the conversation makes no tool call: it is no tool-use trajectory", rule_set="gem"),
     Rule("E001", "empty_message", "a message has no content (an assistant turn has neither text nor calls)"),
     Rule("C001", "unknown_tool", "a call names a tool that is not defined"),
     Rule("C002", "arguments_not_object", "call arguments are not a JSON object string"),
@@ -73,6 +74,13 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 SECRET_PARAMETER = re.compile(
     r"(?:^|_)(?:password|passwd|passcode|passphrase|pin|pin_code|cvv2?|cvc|security_answer|secret_answer|"
     r"secret)(?:_|$)|^(?:(?:credit|debit|payment|bank)_)?card_number$")
+
+
+def is_secret_parameter(name: str) -> bool:
+    """True for a parameter name that makes the user type a secret (rule T007), snake_case or camelCase."""
+    return bool(SECRET_PARAMETER.search(re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(name)).lower()))
+
+
 _TOOL = TypeAdapter(Tool)
 _MESSAGE = TypeAdapter(Message)
 
@@ -178,7 +186,7 @@ def check_tools(tools: list[Tool]) -> Iterator[Violation]:
             yield violation("T004", None, f"`{name}`: parameters must have type object, got {params.get('type')!r}")
             continue
         for pname, pschema in (params.get("properties") or {}).items():
-            if SECRET_PARAMETER.search(re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(pname)).lower()):
+            if is_secret_parameter(pname):
                 yield violation("T007", None, f"`{name}.{pname}` takes a secret from the conversation")
             if not isinstance(pschema, dict) or not ({"type", "enum", "const", "anyOf", "oneOf", "$ref"} & set(pschema)):
                 yield violation("T006", None, f"`{name}.{pname}` has no type")
@@ -202,6 +210,8 @@ def check_order(messages: list[tuple[int, Message]]) -> Iterator[Violation]:
         yield violation("O004", last_index, f"ends with a {last.role} message without assistant text")
     if not any(isinstance(m, UserMessage) for _, m in messages):
         yield violation("O005", None, "no user message")
+    if not any(isinstance(m, AssistantMessage) and m.tool_calls for _, m in messages):
+        yield violation("O006", None, "no assistant turn calls a tool")
 
 
 def check_empty(messages: list[tuple[int, Message]]) -> Iterator[Violation]:

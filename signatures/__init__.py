@@ -7,7 +7,7 @@ the model: a Signature's docstring is its instruction, its fields the contract.
 from gem_synth.signatures.extraction import WorkflowExtraction
 from gem_synth.signatures.generation import TrajectoryGeneration
 from gem_synth.signatures.judge import HallucinationJudge
-from gem_synth.signatures.refinement import ComplexityRefinement
+from gem_synth.signatures.refinement import ComplexityRefinement, ToolExtension
 from gem_synth.signatures.relevance import RelevanceFilter
 from gem_synth.signatures.synthesis import TrajectorySynthesis
 
@@ -15,6 +15,7 @@ __all__ = [
     "ComplexityRefinement",
     "HallucinationJudge",
     "RelevanceFilter",
+    "ToolExtension",
     "TrajectoryGeneration",
     "TrajectorySynthesis",
     "WorkflowExtraction",

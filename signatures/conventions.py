@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import inspect
 
-TOOL_CALL_TURNS = """\
-Tool-call turns: an assistant turn either answers the user in text or makes exactly one
-tool call, never both. A turn with a tool call has empty `content` ("") and exactly one
-entry in `tool_calls`; whatever the assistant tells the user (what it is about to do,
-what it found) goes in an assistant text turn of its own. Every other turn (system, user,
-tool, assistant text) has non-empty content."""
+ROUNDS = """\
+Rounds: a conversation is a system prompt and rounds. A round starts with what the user
+says, then the assistant's steps in order, and ends with the assistant's text reply to
+the user (an answer, a question, or a request to confirm). A step is one tool call
+together with the result the tool returns, or, rarely, a short text the assistant says
+before its next call. The assistant reads each result before its next step; the user
+speaks again only in the next round. Every call names a tool of the tool set, with its
+arguments as a JSON object of exactly that tool's parameters (required ones always
+present, values of the declared types). A result is the tool's JSON answer written as
+text: its data, or an error object. Call ids, roles and the pairing of each call with its
+result are added by the program: write none of them."""
 
 GROUNDING = """\
 Grounding: every argument value in a tool call must come from the conversation before
@@ -79,14 +84,14 @@ PATTERN_DEFINITIONS = """\
 - `pitfall`: a plausible but wrong action the assistant avoids (acting on the wrong
   record, skipping a rule, writing without confirmation)."""
 
-_PARTS = {"tool_call_turns": TOOL_CALL_TURNS, "grounding": GROUNDING, "secrets": SECRETS, "confirmation": CONFIRMATION,
+_PARTS = {"rounds": ROUNDS, "grounding": GROUNDING, "secrets": SECRETS, "confirmation": CONFIRMATION,
           "persona": PERSONA, "pattern_definitions": PATTERN_DEFINITIONS}
 
 
 def instruction(template: str) -> str:
     """A signature's instruction: `template` dedented, with `{grounding}`-style slots filled.
 
-    Slots: tool_call_turns, grounding, secrets, confirmation, persona, pattern_definitions. A slot
+    Slots: rounds, grounding, secrets, confirmation, persona, pattern_definitions. A slot
     stands alone on its line; the convention replaces that line, keeping its indentation.
     Raises KeyError for an unknown slot.
     """

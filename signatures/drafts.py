@@ -1,4 +1,4 @@
-"""The shapes a model writes tools and conversations in, and their canonical forms.
+"""The shape a model writes a tool set in, and its canonical OpenAI form.
 
 A model is asked for flat, closed shapes rather than the OpenAI types themselves:
 - strict structured-output modes (OpenAI's, llama.cpp grammars) accept neither an
@@ -6,7 +6,10 @@ A model is asked for flat, closed shapes rather than the OpenAI types themselves
   unions (the role-discriminated message union);
 - a parameter list is easier to write correctly than free JSON Schema, and always
   converts to a valid schema.
-`ToolSpec.to_tool()` and `Turn.to_message()` give the canonical OpenAI types.
+- names are identifiers by their schema (`IDENTIFIER_PATTERN`), so a constrained decoder
+  cannot write a sentence-long tool or parameter name (validator rule T002).
+`ToolSpec.to_tool()` gives the canonical OpenAI type; conversations are in
+`signatures/conversation.py`.
 """
 
 from __future__ import annotations
@@ -15,26 +18,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gem_synth.signatures.chat import (
-    AssistantMessage,
-    FunctionCall,
-    FunctionDefinition,
-    Message,
-    SystemMessage,
-    Tool,
-    ToolCall,
-    ToolMessage,
-    UserMessage,
-    content_text,
-)
+from gem_synth.signatures.chat import FunctionDefinition, Tool
 
 JsonType = Literal["string", "integer", "number", "boolean", "array", "object"]
 _JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object")
 WRITE_MARK = " (write operation)"
+# OpenAI's rule for function names (letters, digits, underscore; at most 64), starting with a letter.
+IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
 
 class ToolParameter(BaseModel):
-    name: str = Field(description="Self-explanatory snake_case name, e.g. `claim_id`, `departure_date`.")
+    name: str = Field(description="Self-explanatory snake_case name, e.g. `claim_id`, `departure_date`.",
+                      pattern=IDENTIFIER_PATTERN)
     type: JsonType = Field(description="Precise JSON type of the value.")
     description: str = Field(description="What the value means, its format (e.g. ISO 8601 date) and units.")
     required: bool = Field(description="True if the call is meaningless without it.")
@@ -43,12 +38,22 @@ class ToolParameter(BaseModel):
     items_type: JsonType | None = Field(default=None, description="Element type when `type` is array, else null.")
 
     def to_schema(self) -> dict:
+        """The parameter's JSON Schema; an enum is typed as the parameter (or, for an array, its items)."""
         schema: dict = {"type": self.type, "description": self.description}
-        if self.enum:
-            schema["enum"] = _typed_enum(self.enum, self.type)
         if self.type == "array":
             schema["items"] = {"type": self.items_type or "string"}
-        return schema
+            if self.enum and schema["items"]["type"] in ("string", "integer", "number"):
+                schema["items"]["enum"] = _typed_enum(self.enum, schema["items"]["type"]) or None
+        elif self.enum and self.type in ("string", "integer", "number"):
+            schema["enum"] = _typed_enum(self.enum, self.type) or None
+        return _without_none(schema)
+
+
+def _without_none(schema: dict) -> dict:
+    out = {k: v for k, v in schema.items() if v is not None}
+    if isinstance(out.get("items"), dict):
+        out["items"] = {k: v for k, v in out["items"].items() if v is not None}
+    return out
 
 
 def _typed_enum(values: list[str], json_type: str) -> list:
@@ -72,8 +77,10 @@ def _typed_enum(values: list[str], json_type: str) -> list:
 
 
 class ToolSpec(BaseModel):
-    name: str = Field(description="snake_case verb_object name, e.g. `submit_claim`; unique in the tool set.")
-    description: str = Field(description="One or two sentences: what it does, what it returns, its side effects.")
+    name: str = Field(description="snake_case verb_object name, e.g. `submit_claim`; unique in the tool set.",
+                      pattern=IDENTIFIER_PATTERN)
+    description: str = Field(min_length=1,
+                             description="One or two sentences: what it does, what it returns, its side effects.")
     kind: Literal["read", "write"] = Field(description="`read` only looks data up; `write` creates, changes or deletes.")
     parameters: list[ToolParameter] = Field(default_factory=list)
 
@@ -97,52 +104,12 @@ class ToolSpec(BaseModel):
             json_type = schema.get("type") if schema.get("type") in _JSON_TYPES else "string"
             parameters.append(ToolParameter(
                 name=name, type=json_type, description=schema.get("description", ""), required=name in required,
-                enum=[str(v) for v in schema.get("enum", [])],
+                enum=[str(v) for v in schema.get("enum") or (schema.get("items") or {}).get("enum") or []],
                 items_type=(schema.get("items") or {}).get("type") if json_type == "array" else None))
         write = tool.function.description.endswith(WRITE_MARK)
         return cls(name=tool.name, description=tool.function.description.removesuffix(WRITE_MARK),
                    kind="write" if write else "read", parameters=parameters)
 
 
-class DraftToolCall(BaseModel):
-    id: str = Field(description="Unique call id within the conversation, e.g. `call_1`, `call_2`.")
-    name: str = Field(description="Exactly the name of one tool in the tool set.")
-    arguments: str = Field(description='The arguments as a JSON object in a string, e.g. "{\\"claim_id\\": \\"CLM-2291\\"}".')
-
-
-class Turn(BaseModel):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str = Field(description='The text of the turn; "" for an assistant turn that makes a tool call. '
-                                     "For a tool turn: the tool's JSON result or error.")
-    tool_calls: list[DraftToolCall] = Field(
-        default_factory=list, description="Assistant turns only: the one call this turn makes; empty for every other turn."
-    )
-    tool_call_id: str = Field(default="", description="Tool turns only: the id of the call this answers, else empty.")
-
-    def to_message(self) -> Message:
-        if self.role == "system":
-            return SystemMessage(content=self.content)
-        if self.role == "user":
-            return UserMessage(content=self.content)
-        if self.role == "tool":
-            return ToolMessage(tool_call_id=self.tool_call_id, content=self.content)
-        calls = [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in self.tool_calls]
-        return AssistantMessage(content=self.content or None, tool_calls=calls or None)
-
-    @classmethod
-    def from_message(cls, message: Message) -> "Turn":
-        if isinstance(message, AssistantMessage):
-            calls = [DraftToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
-                     for c in message.tool_calls or []]
-            return cls(role="assistant", content=content_text(message.content), tool_calls=calls)
-        if isinstance(message, ToolMessage):
-            return cls(role="tool", content=content_text(message.content), tool_call_id=message.tool_call_id)
-        return cls(role=message.role, content=content_text(message.content))
-
-
 def tools_from_specs(specs: list[ToolSpec]) -> list[Tool]:
     return [s.to_tool() for s in specs]
-
-
-def messages_from_turns(turns: list[Turn]) -> list[Message]:
-    return [t.to_message() for t in turns]

@@ -2,7 +2,8 @@
 
 import dspy
 
-from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.conversation import Conversation
+from gem_synth.signatures.drafts import ToolSpec
 from gem_synth.signatures.conventions import instruction
 from gem_synth.signatures.records import GenerationPattern
 from gem_synth.signatures.workflow import Workflow
@@ -12,28 +13,19 @@ class TrajectoryGeneration(dspy.Signature):
     __doc__ = instruction("""Write one complete, realistic multi-turn conversation in which an assistant serves a user by calling the given tools.
 
     You write every turn yourself, in one pass: the system prompt, the user, the
-    assistant, and the tools' responses (simulated, as the real system would answer).
+    assistant, and the tools' results (simulated, as the real system would answer).
 
-    Structure (turn roles and order):
-    1. The first turn is `system`: the assistant's role in this domain, the current date,
-       and the domain rules drawn from the text (eligibility, limits, deadlines,
-       uniqueness rules, what needs confirmation), written as clear numbered rules. No
-       other system turn.
-    2. Then user and assistant turns alternate, the assistant's side being one or more
-       assistant turns in a row (calls and their results, then a text turn).
-    3. Every tool call is followed immediately by one `tool` turn whose `tool_call_id` is
-       that call's id and whose content is the tool's JSON result or error.
-    4. After a tool turn comes an assistant turn (another call, or text for the user),
-       never a user turn: the assistant always reads the result before the user speaks.
-    5. The conversation ends with an assistant text turn.
+    Structure:
+    1. `system`: the assistant's role in this domain, the current date, and the domain
+       rules drawn from the text (eligibility, limits, deadlines, uniqueness rules, what
+       needs confirmation), written as clear numbered rules.
+    2. `rounds`: the user and the assistant taking turns, as described below.
 
-    {tool_call_turns}
+    {rounds}
 
     Content:
     - The user has a real goal from the workflows. User requests may be ambiguous,
       complex (several needs at once) or may break a domain rule.
-    - Tool calls use only tools from the tool set, with argument names and types exactly
-      as defined, and arguments as a JSON object string.
     - The assistant never invents a value. When a needed value is missing, it asks.
     - Tool responses are realistic: plausible IDs, dates, amounts and statuses that stay
       consistent across the conversation, and realistic errors (not found, invalid
@@ -47,8 +39,8 @@ class TrajectoryGeneration(dspy.Signature):
       ambiguous request before acting); `multi_hop_reasoning` (the assistant combines
       several tool results to reach an answer); `rule_awareness` (the assistant checks or
       cites a domain rule before acting).
-    - Size: this is a first draft that a later step makes longer and harder. Aim for 16
-      to 30 turns and 4 or more distinct tools called.
+    - Size: this is a first draft that a later step makes longer and harder. Aim for 4
+      to 7 rounds, 6 to 12 tool calls and 4 or more distinct tools called.
 
     {grounding}
 
@@ -63,7 +55,7 @@ class TrajectoryGeneration(dspy.Signature):
     workflows: list[Workflow] = dspy.InputField(desc="The workflows extracted from the text.")
     tools: list[ToolSpec] = dspy.InputField(desc="The tool set: the only tools the assistant may call.")
 
-    trajectory: list[Turn] = dspy.OutputField(desc="The whole conversation, system turn first, in order.")
+    trajectory: Conversation = dspy.OutputField(desc="The whole conversation: the system prompt and the rounds.")
     patterns_used: list[GenerationPattern] = dspy.OutputField(
         desc="The generation patterns the conversation really exercises (at least 3)."
     )

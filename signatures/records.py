@@ -208,6 +208,8 @@ class SegmentResult(BaseModel):
                                              description="Claims (of draft and final) the final transcript shows.")
     pattern_evidence: dict[str, list[int]] = Field(default_factory=dict)
     violations: list[Violation] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the program settled deterministically in the "
+                                                               "model's output (a duplicate tool merged, ...).")
     judge: JudgeVerdicts | None = None
     record: TrajectoryRecord | None = None
 

@@ -3,7 +3,8 @@
 import dspy
 
 from gem_synth.signatures.conventions import instruction
-from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.conversation import Conversation
+from gem_synth.signatures.drafts import ToolSpec
 from gem_synth.signatures.records import Pattern
 
 
@@ -13,8 +14,8 @@ class TrajectorySynthesis(dspy.Signature):
     First decide whether the text describes a multi-step operational procedure that a
     tool-using assistant could carry out or support (sign in, look up, fill in, submit,
     check status...). News, stories, opinion, definitions and lists of facts are not. If
-    it is not, set `is_procedural` to false and leave the tools, the conversation and the
-    patterns empty.
+    it is not, set `is_procedural` to false, leave the tools and the patterns empty and the
+    conversation null.
 
     Otherwise design the tools and write the conversation.
 
@@ -26,16 +27,15 @@ class TrajectorySynthesis(dspy.Signature):
     description); required only when the call is meaningless without it; usually 8 to 12
     tools, covering every step of the procedure that acts on the system.
 
-    Conversation, written in full, turn by turn:
-    1. The first turn is the only `system` turn: the assistant's role, the current date, a
-       database schema (the records behind the tools and their key fields) and the
-       domain rules from the text (eligibility, limits, deadlines, uniqueness, what needs
-       confirmation) as numbered rules.
-    2. User and assistant turns alternate, the assistant's side being one or more
-       assistant turns in a row (calls and their results, then a text turn).
-    3. Every tool call is followed immediately by one `tool` turn with that call's id and
-       the tool's JSON result or error; after a tool turn comes an assistant turn, never a
-       user turn. The conversation ends with an assistant text turn.
+    Conversation, written in full, as a system prompt and rounds:
+    1. `system`: the assistant's role, the current date, a database schema (the records
+       behind the tools and their key fields) and the domain rules from the text
+       (eligibility, limits, deadlines, uniqueness, what needs confirmation) as
+       numbered rules.
+    2. `rounds`: the user and the assistant taking turns (see Rounds below); every call
+       uses a tool you designed above, with exactly its parameter names and types.
+    3. The first round starts from the user's goal; the last ends with the assistant's
+       reply once the goal is met, refused under a rule, or handed on.
     4. The assistant never invents a value; when a value is missing it asks. Before any
        write it states what it will do and gets the user's explicit confirmation.
     5. Tool results are realistic and consistent across the conversation; errors say what
@@ -45,13 +45,13 @@ class TrajectorySynthesis(dspy.Signature):
        constraints at once, one or two pitfalls the assistant must avoid, and at least
        three of the patterns below, each in at most two places of the conversation. List
        each pattern the conversation exercises once in `patterns_used`.
-    Size: aim for 40 to 50 turns, 8 or more distinct tools called and 15 or more tool
-    calls.
+    Size: aim for about 7 to 10 rounds, 15 or more tool calls and 8 or more distinct
+    tools called (about 40 to 50 messages in all).
 
     Patterns:
     {pattern_definitions}
 
-    {tool_call_turns}
+    {rounds}
 
     {grounding}
 
@@ -66,5 +66,5 @@ class TrajectorySynthesis(dspy.Signature):
 
     is_procedural: bool = dspy.OutputField(desc="True if the text describes a multi-step procedure an assistant could support.")
     tools: list[ToolSpec] = dspy.OutputField(desc="The tool set; empty if not procedural.")
-    trajectory: list[Turn] = dspy.OutputField(desc="The whole conversation, system turn first; empty if not procedural.")
+    trajectory: Conversation | None = dspy.OutputField(desc="The whole conversation: system prompt and rounds; null if not procedural.")
     patterns_used: list[Pattern] = dspy.OutputField(desc="The patterns the conversation exercises.")

@@ -9,6 +9,7 @@ from gem_synth.signatures import (
     ComplexityRefinement,
     HallucinationJudge,
     RelevanceFilter,
+    ToolExtension,
     TrajectoryGeneration,
     WorkflowExtraction,
 )
@@ -46,21 +47,29 @@ WORKFLOWS = [{
     "constraints": [{"kind": "uniqueness", "description": "One active claim per visit."}],
 }]
 
-TURNS = [
-    {"role": "system", "content": "You are a claims assistant. Rules: 1. One active claim per visit. "
-                                  "2. Confirm before submitting."},
-    {"role": "user", "content": "Hi, I'm patient P-100. I want to claim 80 EUR for my last visit."},
-    {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_1", "name": "list_visits", "arguments": json.dumps({"patient_id": "P-100"})}]},
-    {"role": "tool", "tool_call_id": "call_1", "content": json.dumps(
-        {"visits": [{"visit_id": "V-7", "date": "2026-11-02"}]})},
-    {"role": "assistant", "content": "Your last visit is V-7 on 2026-11-02. Shall I submit a claim of 80 EUR?"},
-    {"role": "user", "content": "Yes, please submit it."},
-    {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_2", "name": "submit_claim", "arguments": json.dumps({"visit_id": "V-7", "amount": 80})}]},
-    {"role": "tool", "tool_call_id": "call_2", "content": json.dumps({"claim_id": "CLM-9", "status": "submitted"})},
-    {"role": "assistant", "content": "Done: claim CLM-9 is submitted. Decisions take up to 10 working days."},
-]
+CONVERSATION = {
+    "system": "You are a claims assistant. Rules: 1. One active claim per visit. 2. Confirm before submitting.",
+    "rounds": [
+        {"user": "Hi, I'm patient P-100. I want to claim 80 EUR for my last visit.",
+         "steps": [{"call": {"name": "list_visits", "arguments": {"patient_id": "P-100"}},
+                    "result": json.dumps({"visits": [{"visit_id": "V-7", "date": "2026-11-02"}]})}],
+         "reply": "Your last visit is V-7 on 2026-11-02. Shall I submit a claim of 80 EUR?"},
+        {"user": "Yes, please submit it.",
+         "steps": [{"call": {"name": "submit_claim", "arguments": {"visit_id": "V-7", "amount": 80}},
+                    "result": json.dumps({"claim_id": "CLM-9", "status": "submitted"})}],
+         "reply": "Done: claim CLM-9 is submitted. Decisions take up to 10 working days."},
+    ],
+}
+
+
+def _turns() -> list[dict]:
+    from gem_synth.signatures.conversation import Conversation
+
+    return [m.to_openai() for m in Conversation.model_validate(CONVERSATION).to_messages()]
+
+
+# The same conversation as OpenAI messages (what the validator and exports read).
+TURNS = _turns()
 
 PASS = {"passed": True, "offending_messages": [], "reason": "No problem found."}
 
@@ -74,11 +83,16 @@ def verdicts(r1: bool = True, r2: bool = True, r3: bool = True) -> dict:
 
 def openai_record() -> dict:
     """The valid trajectory in OpenAI format, as `validate` and trainers read it."""
-    from gem_synth.signatures.drafts import ToolSpec, Turn
+    from gem_synth.signatures.drafts import ToolSpec
+
+    return {"tools": [ToolSpec(**s).to_tool().to_openai() for s in TOOL_SPECS], "messages": copy.deepcopy(TURNS)}
+
+
+def trajectory():
+    """The valid trajectory as a `Trajectory`."""
     from gem_synth.signatures.records import Trajectory
 
-    return Trajectory(tools=[ToolSpec(**s).to_tool() for s in TOOL_SPECS],
-                      messages=[Turn(**t).to_message() for t in TURNS]).to_openai()
+    return Trajectory.from_openai(openai_record())
 
 
 def handlers(overrides: dict | None = None) -> dict:
@@ -89,14 +103,31 @@ def handlers(overrides: dict | None = None) -> dict:
             i["text"].lower() else "A story.", "domain": "health insurance claims", "platform": "patient portal",
             "task_category": "healthcare"},
         WorkflowExtraction: lambda i: {"workflows": WORKFLOWS, "tools": TOOL_SPECS},
-        TrajectoryGeneration: lambda i: {"trajectory": TURNS, "patterns_used": ["rule_awareness", "clarification",
-                                                                             "multi_hop_reasoning"]},
-        ComplexityRefinement: lambda i: {"refined_tools": TOOL_SPECS, "refined_trajectory": TURNS,
+        TrajectoryGeneration: lambda i: {"trajectory": CONVERSATION, "patterns_used": [
+            "rule_awareness", "clarification", "multi_hop_reasoning"]},
+        ToolExtension: lambda i: {"new_tools": []},
+        ComplexityRefinement: lambda i: {"refined_trajectory": CONVERSATION,
                                          "patterns_used": ["multi_constraint_turn", "pitfall"]},
         HallucinationJudge: lambda i: verdicts(),
     }
     base.update(overrides or {})
     return base
+
+
+def without_calls(conversation: dict) -> dict:
+    """The conversation with every step removed: well formed, but no tool-use trajectory (rule O006)."""
+    return {**conversation, "rounds": [{**r, "steps": []} for r in conversation["rounds"]]}
+
+
+# A conversation that fails one rule: what an optimizer is scored on improving.
+BROKEN = without_calls(CONVERSATION)
+
+
+def conversation_with(**changes) -> dict:
+    """A deep copy of CONVERSATION with top-level keys replaced: `conversation_with(system="...")`."""
+    out = copy.deepcopy(CONVERSATION)
+    out.update(changes)
+    return out
 
 
 def turns_with(**changes) -> list[dict]:

@@ -17,7 +17,7 @@ from gem_synth.cli.main import main
 from gem_synth.programs.exports import canonical, for_template, hermes_calls, write_export
 from gem_synth.signatures import RelevanceFilter, TrajectoryGeneration, WorkflowExtraction
 from tests.fake_openai import FakeOpenAIServer
-from tests.fixtures import PROCEDURE, TOOL_SPECS, TURNS, WORKFLOWS, handlers
+from tests.fixtures import CONVERSATION, PROCEDURE, TOOL_SPECS, WORKFLOWS, handlers
 from tests.scripted import ScriptedEngine, http_responder
 
 ORDER_TOOLS = [
@@ -34,7 +34,31 @@ ORDER_TOOLS = [
 
 
 def call(cid, name, args):
-    return {"id": cid, "name": name, "arguments": json.dumps(args)}
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+# What the pipeline writes for the orders text: rounds, one call per step (signatures/conversation.py).
+ORDER_CONVERSATION = {
+    "system": "You are a store assistant. Cancel only orders not yet shipped.",
+    "rounds": [
+        {"user": "I'm ann@example.com; show my last 2 orders and details of A-1 and A-2.",
+         "steps": [
+             {"call": {"name": "list_orders", "arguments": {"customer_email": "ann@example.com", "limit": 2}},
+              "result": json.dumps({"orders": ["A-1", "A-2"]})},
+             {"call": {"name": "get_order", "arguments": {"order_id": "A-1"}},
+              "result": json.dumps({"order_id": "A-1", "status": "shipped"})},
+             {"call": {"name": "get_order", "arguments": {"order_id": "A-2"}},
+              "result": json.dumps({"order_id": "A-2", "status": "paid"})}],
+         "reply": "A-1 has shipped; A-2 is paid. Cancel A-2?"},
+        {"user": "Yes, cancel A-2, I changed my mind.",
+         "steps": [{"call": {"name": "cancel_order", "arguments": {"order_id": "A-2", "reason": "changed_mind"}},
+                    "result": json.dumps({"order_id": "A-2", "status": "cancelled"})}],
+         "reply": "A-2 is cancelled."},
+    ],
+}
+
+# The same conversation as another tool wrote it, with one turn of parallel calls: imported OpenAI data,
+# which `gem-synth export` reads as well as a run folder.
 
 
 ORDER_TURNS = [
@@ -71,7 +95,7 @@ def _answers():
         return {"workflows": WORKFLOWS, "tools": ORDER_TOOLS if orders else TOOL_SPECS}
 
     def generate(i):
-        return {"trajectory": ORDER_TURNS if "Orders" in i["text"] else TURNS, "patterns_used": []}
+        return {"trajectory": ORDER_CONVERSATION if "Orders" in i["text"] else CONVERSATION, "patterns_used": []}
 
     def filter_(i):
         return {"is_procedural": True, "summary": "s", "domain": "d", "platform": "p", "task_category": "other"}
@@ -96,11 +120,18 @@ def run_dir(tmp_path_factory):
     return root / "run"
 
 
+def parallel_record() -> dict:
+    from gem_synth.signatures.drafts import ToolSpec
+
+    return {"tools": [ToolSpec(**t).to_tool().to_openai() for t in ORDER_TOOLS], "messages": ORDER_TURNS}
+
+
 @pytest.fixture(scope="module")
 def records(run_dir):
+    """The run's three records, then the imported one with parallel calls."""
     rows = datasets.load_from_disk(str(run_dir / "trajectories"))
     assert rows.num_rows == 3
-    return [canonical(r) for r in rows]
+    return [canonical(r) for r in rows] + [parallel_record()]
 
 
 def _orders(records):
@@ -181,7 +212,7 @@ def test_mistral_ids_are_nine_alphanumerics_and_still_pair(records):
     ids = [c["id"] for c in _calls(shaped)]
     assert all(len(i) == 9 and i.isalnum() for i in ids)
     assert [m["tool_call_id"] for m in shaped["messages"] if m["role"] == "tool"] == ids
-    split = for_template(_orders(records), split_parallel=True)
+    split = for_template(parallel_record(), split_parallel=True)
     assert all(len(m.get("tool_calls") or []) <= 1 for m in split["messages"])
     assert [m["role"] for m in split["messages"]][4:8] == ["assistant", "tool", "assistant", "tool"]
 
@@ -189,6 +220,7 @@ def test_mistral_ids_are_nine_alphanumerics_and_still_pair(records):
 def test_hermes_export_reads_back_as_the_same_calls(run_dir, records, tmp_path):
     assert main(["export", "--format", "hermes", str(run_dir), str(tmp_path / "hermes.jsonl")]) == 0
     exported = [json.loads(line) for line in (tmp_path / "hermes.jsonl").read_text().splitlines()]
+    assert len(exported) == 3
     for row, record in zip(exported, records):
         calls = [c for m in row["messages"] if m["role"] == "assistant" for c in hermes_calls(m["content"])]
         assert calls == [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
@@ -197,9 +229,20 @@ def test_hermes_export_reads_back_as_the_same_calls(run_dir, records, tmp_path):
         assert all(m["content"].startswith("<tool_response>") for m in row["messages"] if m["role"] == "tool")
 
 
-def test_sharegpt_export_alternates_and_groups_parallel_results(run_dir):
+def test_sharegpt_export_alternates(run_dir):
     rows = datasets.load_from_disk(str(run_dir / "exports" / "sharegpt"))
     orders = next(r for r in rows if "list_orders" in r["tools"])
+    roles = [t["from"] for t in orders["conversations"]]
+    assert roles == ["human", *["function_call", "observation"] * 3, "gpt", "human", "function_call", "observation",
+                     "gpt"]
+    assert orders["system"].startswith("You are a store assistant")
+
+
+def test_sharegpt_export_groups_parallel_results_of_imported_data(tmp_path):
+    source = tmp_path / "imported.jsonl"
+    source.write_text(json.dumps(parallel_record()) + "\n")
+    assert main(["export", "--format", "sharegpt", str(source), str(tmp_path / "sharegpt")]) == 0
+    orders = datasets.load_from_disk(str(tmp_path / "sharegpt"))[0]
     roles = [t["from"] for t in orders["conversations"]]
     assert roles == ["human", "function_call", "observation", "function_call", "observation", "gpt", "human",
                      "function_call", "observation", "gpt"]

@@ -18,6 +18,7 @@ from gem_synth.cli.main import main
 from gem_synth.programs.adapter import GEMJSONAdapter
 from gem_synth.programs.local_engine import LlamaCppEngine, capped
 from gem_synth.programs.models import ModelSpec, build_lm
+from gem_synth.programs.validator import errors, validate
 from gem_synth.signatures import (
     ComplexityRefinement,
     HallucinationJudge,
@@ -25,10 +26,11 @@ from gem_synth.signatures import (
     TrajectoryGeneration,
     WorkflowExtraction,
 )
-from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.conversation import Conversation, conversation_over
+from gem_synth.signatures.drafts import ToolSpec
 from gem_synth.signatures.records import RubricVerdict, Trajectory
 from gem_synth.signatures.workflow import Workflow
-from tests.fixtures import PROCEDURE, TOOL_SPECS, TURNS, WORKFLOWS
+from tests.fixtures import CONVERSATION, PROCEDURE, TOOL_SPECS, WORKFLOWS, trajectory
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 pytestmark = pytest.mark.local_model
@@ -63,26 +65,30 @@ def test_extraction_returns_workflows_and_tool_specs(local_lm):
         spec.to_tool()  # always convertible to an OpenAI tool
 
 
-def test_generation_returns_turns(local_lm):
-    out = _call(TrajectoryGeneration, text=PROCEDURE, workflows=[Workflow(**w) for w in WORKFLOWS],
-                tools=[ToolSpec(**t) for t in TOOL_SPECS])
-    assert out.trajectory and all(isinstance(t, Turn) for t in out.trajectory)
-    assert len(out.trajectory) <= 9  # the engine's cap for this small model
-    Trajectory(tools=[], messages=[t.to_message() for t in out.trajectory])
+def test_generation_over_the_tool_set_is_rule_valid(local_lm):
+    """Under the per-segment schema even a 135M model writes calls only to the given tools, with their
+    arguments, in a well-formed conversation: every error rule passes (content is another matter)."""
+    specs = [ToolSpec(**t) for t in TOOL_SPECS]
+    signature = TrajectoryGeneration.with_updated_fields("trajectory", type_=conversation_over(specs))
+    out = _call(signature, text=PROCEDURE, workflows=[Workflow(**w) for w in WORKFLOWS], tools=specs)
+    assert isinstance(out.trajectory, Conversation) and len(out.trajectory.rounds) <= 3  # the engine's cap
+    record = Trajectory(tools=[s.to_tool() for s in specs], messages=out.trajectory.to_messages()).to_openai()
+    assert errors(validate(record)) == []
+    calls = [c["function"]["name"] for m in record["messages"] for c in m.get("tool_calls") or []]
+    assert calls and set(calls) <= {s.name for s in specs}
 
 
-def test_refinement_returns_tools_and_turns(local_lm):
-    # A rewrite restates the tools and the whole conversation: the tiny model needs room past 2,048 tokens
-    # (under the grammar it pads strings), or its answer is cut mid-array and does not parse.
-    out = _call(ComplexityRefinement, max_tokens=4096, text=PROCEDURE, workflows=[Workflow(**w) for w in WORKFLOWS],
-                tools=[ToolSpec(**t) for t in TOOL_SPECS], trajectory=[Turn(**t) for t in TURNS],
-                known_issues=[])
-    assert all(isinstance(t, ToolSpec) for t in out.refined_tools)
-    assert all(isinstance(t, Turn) for t in out.refined_trajectory)
+def test_refinement_rewrites_against_the_tool_set(local_lm):
+    specs = [ToolSpec(**t) for t in TOOL_SPECS]
+    signature = ComplexityRefinement.with_updated_fields("refined_trajectory", type_=conversation_over(specs))
+    out = _call(signature, text=PROCEDURE, workflows=[Workflow(**w) for w in WORKFLOWS], tools=specs,
+                trajectory=Conversation.model_validate(CONVERSATION), known_issues=[])
+    record = Trajectory(tools=[s.to_tool() for s in specs], messages=out.refined_trajectory.to_messages()).to_openai()
+    assert errors(validate(record)) == []
 
 
 def test_judge_returns_three_verdicts(local_lm):
-    traj = Trajectory(tools=[ToolSpec(**s).to_tool() for s in TOOL_SPECS], messages=[Turn(**t).to_message() for t in TURNS])
+    traj = trajectory()
     out = _call(HallucinationJudge, tools=traj.tools, conversation=traj.transcript(),
                 claimed_patterns=["clarification"])
     for name in ("tool_call_hallucination", "capability_hallucination", "context_hallucination"):

@@ -18,14 +18,15 @@ from gem_synth.optimizers.metrics import (
     score_result,
     validity,
 )
-from gem_synth.signatures.drafts import ToolSpec, Turn
+from gem_synth.signatures.chat import MESSAGES
+from gem_synth.signatures.drafts import ToolSpec
 from gem_synth.signatures.records import FilterLabels, JudgeVerdicts, Segment, SegmentResult, Trajectory
 from gem_synth.signatures.workflow import Workflow
 from tests.fixtures import TOOL_SPECS, TURNS, WORKFLOWS, verdicts
 
 
 def traj(turns=TURNS, specs=TOOL_SPECS):
-    return Trajectory(tools=[ToolSpec(**s).to_tool() for s in specs], messages=[Turn(**t).to_message() for t in turns])
+    return Trajectory(tools=[ToolSpec(**s).to_tool() for s in specs], messages=MESSAGES.validate_python(turns))
 
 
 def long_turns(rounds: int):
@@ -34,10 +35,12 @@ def long_turns(rounds: int):
     for r in range(rounds):
         turns += [{"role": "user", "content": f"Patient P-{r} wants visit V-{r} claimed for {r} EUR."},
                   {"role": "assistant", "content": "", "tool_calls": [
-                      {"id": f"a{r}", "name": "list_visits", "arguments": json.dumps({"patient_id": f"P-{r}"})}]},
+                      {"id": f"a{r}", "type": "function", "function": {
+                          "name": "list_visits", "arguments": json.dumps({"patient_id": f"P-{r}"})}}]},
                   {"role": "tool", "tool_call_id": f"a{r}", "content": json.dumps({"visits": [f"V-{r}"]})},
                   {"role": "assistant", "content": "", "tool_calls": [
-                      {"id": f"b{r}", "name": "get_claim_status", "arguments": json.dumps({"claim_id": f"V-{r}"})}]},
+                      {"id": f"b{r}", "type": "function", "function": {
+                          "name": "get_claim_status", "arguments": json.dumps({"claim_id": f"V-{r}"})}}]},
                   {"role": "tool", "tool_call_id": f"b{r}", "content": "{\"status\": \"none\"}"},
                   {"role": "assistant", "content": f"Visit V-{r} has no claim yet."}]
     return turns
@@ -55,15 +58,15 @@ def test_validity_is_one_when_clean_and_falls_with_each_weighted_violation():
     one = validity(traj(TURNS[:-1]))  # ends on a tool result: O004
     assert one[0] == 0.5 and "O004" in one[1][0]
     bad = copy.deepcopy(TURNS)
-    bad[2]["tool_calls"][0]["name"] = "nope"  # C001, weight 1
-    bad[6]["tool_calls"][0]["arguments"] = json.dumps({"visit_id": "V-7"})  # C005, weight 0.5
+    bad[2]["tool_calls"][0]["function"]["name"] = "nope"  # C001, weight 1
+    bad[6]["tool_calls"][0]["function"]["arguments"] = json.dumps({"visit_id": "V-7"})  # C005, weight 0.5
     assert validity(traj(bad))[0] == pytest.approx(1 / 2.5)
 
 
 def test_grounding_counts_calls_with_invented_values():
     assert grounding(traj())[0] == 1.0
     bad = copy.deepcopy(TURNS)
-    bad[2]["tool_calls"][0]["arguments"] = json.dumps({"patient_id": "P-404"})
+    bad[2]["tool_calls"][0]["function"]["arguments"] = json.dumps({"patient_id": "P-404"})
     assert grounding(traj(bad))[0] == 0.5
     assert grounding(traj([TURNS[0], TURNS[1], TURNS[4]]))[0] == 0.0  # no calls at all
 

@@ -17,7 +17,7 @@ import pytest
 from gem_synth.cli.main import build_parser, main
 from gem_synth.signatures import RelevanceFilter, TrajectoryGeneration
 from tests.fake_openai import FakeOpenAIServer, completion
-from tests.fixtures import PROCEDURE, STORY, TURNS, handlers
+from tests.fixtures import BROKEN, CONVERSATION, PROCEDURE, STORY, handlers
 from tests.scripted import ScriptedEngine, http_responder
 
 
@@ -136,11 +136,11 @@ def test_cost_numbers_tell_cached_from_paid_and_add_up_over_sessions(env):
         # the same corpus in a new folder: every answer comes from DSPy's cache
         code, out, _ = cli("run", "corpus", "--out", "b", "--no-track", "--no-progress", *_model(server, tmp))
     second = json.loads((tmp / "b" / "summary.json").read_text())
-    assert first["lm_calls"] == 6 and first["cached_calls"] == 0  # story: filter; claim: 5 stages
-    assert second["lm_calls"] == 0 and second["cached_calls"] == 6 and second["prompt_tokens"] == 0
-    assert "6 answered from the cache (free)" in out
+    assert first["lm_calls"] == 7 and first["cached_calls"] == 0  # story: filter; claim: 6 calls of 5 stages
+    assert second["lm_calls"] == 0 and second["cached_calls"] == 7 and second["prompt_tokens"] == 0
+    assert "7 answered from the cache (free)" in out
     # cost per accepted trajectory counts every paid call of the run, the rejected story's filter call too
-    assert first["per_accepted"]["lm_calls"] == 6.0
+    assert first["per_accepted"]["lm_calls"] == 7.0
     sessions = (tmp / "a" / "sessions.jsonl").read_text().splitlines()
     assert len(sessions) == 1 and first["wall_seconds"] == pytest.approx(json.loads(sessions[0])["wall_seconds"])
 
@@ -191,7 +191,7 @@ def test_a_compile_that_scores_lower_is_not_saved(env):
     tmp, cli = env
 
     def generate(inputs):  # worse with demos: whatever bootstrap adds makes the program worse
-        return {"trajectory": TURNS[:-1] if inputs["__demos__"] else TURNS,
+        return {"trajectory": BROKEN if inputs["__demos__"] else CONVERSATION,
                 "patterns_used": ["clarification", "rule_awareness", "multi_hop_reasoning"]}
 
     rows = [{"text": f"{PROCEDURE} (case {i})", "is_procedural": True} for i in range(4)]

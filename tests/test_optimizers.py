@@ -14,7 +14,7 @@ from gem_synth.optimizers.evaluate import evaluate
 from gem_synth.programs.adapter import GEMJSONAdapter
 from gem_synth.programs.pipeline import GEMPipeline, Stages
 from gem_synth.signatures import TrajectoryGeneration
-from tests.fixtures import PROCEDURE, TURNS, handlers
+from tests.fixtures import BROKEN, CONVERSATION, PROCEDURE, handlers
 from tests.scripted import MAGIC, scripted_lm
 
 STAGES = Stages(filter=False, refine=False, judge=False)
@@ -23,7 +23,7 @@ PATTERNS = ["clarification", "rule_awareness", "multi_hop_reasoning"]
 
 def generate(inputs):
     helped = "easy" in inputs["text"] or inputs["__demos__"] > 0 or MAGIC in inputs["__system__"]
-    return {"trajectory": TURNS if helped else TURNS[:-1], "patterns_used": PATTERNS if helped else []}
+    return {"trajectory": CONVERSATION if helped else BROKEN, "patterns_used": PATTERNS if helped else []}
 
 
 def example(text, i):
@@ -44,7 +44,7 @@ def lm():
 def test_uncompiled_program_scores_low_on_the_hard_devset(lm):
     result = evaluate(GEMPipeline(STAGES), DEV)
     assert result.outcomes == {"rule_violations": 4}
-    assert 0.3 < result.score < 0.6 and result.parts["validity"] == 0.5
+    assert 0.2 < result.score < 0.6 and result.parts["validity"] == 0.5
 
 
 @pytest.mark.parametrize("optimizer", ["bootstrap", "random-search", "mipro", "gepa", "simba"])

@@ -7,7 +7,7 @@ from gem_synth.programs.adapter import GEMJSONAdapter
 from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
 from gem_synth.signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
 from gem_synth.signatures.records import Segment
-from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers, turns_with, verdicts
+from tests.fixtures import CONVERSATION, PROCEDURE, STORY, TOOL_SPECS, TURNS, conversation_with, handlers, verdicts
 from tests.scripted import scripted_lm, server_error
 
 
@@ -38,7 +38,7 @@ def test_accepted_path_keeps_every_intermediate_output():
     assert record.pattern_evidence == {"clarification": [4, 5, 6], "multi_hop_reasoning": [3, 6]}
     assert record.judge.passed and result.violations == []
     assert dict(engine.calls) == {"RelevanceFilter": 1, "WorkflowExtraction": 1, "TrajectoryGeneration": 1,
-                                  "ComplexityRefinement": 1, "HallucinationJudge": 1}
+                                  "ToolExtension": 1, "ComplexityRefinement": 1, "HallucinationJudge": 1}
     # The canonical form: tool calls carry JSON-string arguments and null content.
     msg = record.trajectory.to_openai()["messages"][2]
     assert msg["content"] is None and msg["tool_calls"][0]["function"]["arguments"] == '{"patient_id": "P-100"}'
@@ -60,11 +60,11 @@ def test_unparseable_stage_output_is_a_parse_error_at_that_stage():
 
 
 def test_a_one_off_garbled_answer_is_asked_again_and_recovers():
-    answers = iter(['{"trajectory": [{"role": "sys', None])
+    answers = iter(['{"trajectory": {"system": "You are', None])
 
     def flaky(i):
         first = next(answers)
-        return first if first is not None else {"trajectory": TURNS, "patterns_used": []}
+        return first if first is not None else {"trajectory": CONVERSATION, "patterns_used": []}
 
     result, engine = run(PROCEDURE, {TrajectoryGeneration: flaky})
     assert result.outcome == "accepted" and engine.calls["TrajectoryGeneration"] == 2
@@ -81,14 +81,45 @@ def test_wrongly_typed_output_is_a_parse_error():
     assert "Adapter" not in result.reason and not result.reason.endswith("...")
 
 
+def _without_calls(conversation: dict) -> dict:
+    return {**conversation, "rounds": [{**r, "steps": []} for r in conversation["rounds"]]}
+
+
 def test_refined_trajectory_with_rule_violations_is_rejected_with_codes():
-    broken = turns_with(t5={"role": "user", "content": "Yes."}, t8={"role": "user", "content": "Thanks"})
-    answer = {"refined_tools": TOOL_SPECS, "refined_trajectory": broken, "patterns_used": []}
+    answer = {"refined_trajectory": _without_calls(CONVERSATION), "patterns_used": []}
     result, engine = run(PROCEDURE, {ComplexityRefinement: lambda i: answer})
     assert (result.outcome, result.stage) == ("rule_violations", "validate")
-    assert {v.code for v in result.violations} == {"O003", "O004"}
-    assert "O003" in result.reason and result.trajectory is not None
+    assert {v.code for v in result.violations} == {"O006"}
+    assert "O006" in result.reason and result.trajectory is not None
     assert engine.calls["HallucinationJudge"] == 0  # the judge is not spent on broken data
+
+
+def test_a_call_outside_the_tool_set_does_not_parse_and_is_asked_again():
+    """Without a constrained decoder (the scripted engine ignores response_format) the per-segment type
+    still holds: a call to another tool, or with another tool's arguments, is no answer."""
+    wrong_tool = conversation_with(rounds=[{**CONVERSATION["rounds"][0], "steps": [
+        {"call": {"name": "delete_patient", "arguments": {"patient_id": "P-100"}}, "result": "{}"}]}])
+    wrong_args = conversation_with(rounds=[{**CONVERSATION["rounds"][0], "steps": [
+        {"call": {"name": "list_visits", "arguments": {"claim_id": "CLM-9"}}, "result": "{}"}]}])
+    for bad in (wrong_tool, wrong_args):
+        result, engine = run(PROCEDURE, {TrajectoryGeneration: lambda i, bad=bad: {"trajectory": bad,
+                                                                                   "patterns_used": []}})
+        assert (result.outcome, result.stage) == ("parse_error", "generate")
+        assert result.reason.startswith("Failed to parse field trajectory")
+        assert engine.calls["TrajectoryGeneration"] == 2 and engine.calls["HallucinationJudge"] == 0
+
+
+def test_generation_is_asked_for_the_segments_own_schema():
+    seen = {}
+
+    def generate(inputs):
+        seen["system"] = inputs["__system__"]
+        return {"trajectory": CONVERSATION, "patterns_used": []}
+
+    run(PROCEDURE, {TrajectoryGeneration: generate})
+    # the prompt's schema of `trajectory` names each tool as a constant with its own arguments
+    assert "call_submit_claim" in seen["system"] and "submit_claim_arguments" in seen["system"]
+    assert "call_list_visits" in seen["system"] and "delete_patient" not in seen["system"]
 
 
 def test_draft_violations_reach_the_refiner_as_known_issues():
@@ -96,21 +127,41 @@ def test_draft_violations_reach_the_refiner_as_known_issues():
 
     def refine(inputs):
         seen["issues"] = inputs["known_issues"]
-        return {"refined_tools": TOOL_SPECS, "refined_trajectory": TURNS, "patterns_used": []}
+        return {"refined_trajectory": CONVERSATION, "patterns_used": []}
 
-    draft = TURNS[:-1]  # ends with a tool result
-    result, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: {"trajectory": draft, "patterns_used": []},
-                                  ComplexityRefinement: refine})
+    result, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: {"trajectory": _without_calls(CONVERSATION),
+                                                                 "patterns_used": []},
+                                ComplexityRefinement: refine})
     assert result.outcome == "accepted"
-    assert "O004" in seen["issues"]
+    assert "O006" in seen["issues"]
 
 
-def test_invalid_extracted_tools_stop_at_extraction():
-    specs = [dict(TOOL_SPECS[0]), dict(TOOL_SPECS[0])]
-    result, engine = run(PROCEDURE, {WorkflowExtraction: lambda i: {"workflows": [], "tools": specs}})
-    assert (result.outcome, result.stage) == ("rule_violations", "extract")
-    assert [v.code for v in result.violations] == ["T003"]
+def test_no_extracted_tools_stop_at_extraction():
+    result, engine = run(PROCEDURE, {WorkflowExtraction: lambda i: {"workflows": [], "tools": []}})
+    assert (result.outcome, result.stage, result.reason) == ("rule_violations", "extract", "no tools extracted")
     assert engine.calls["TrajectoryGeneration"] == 0
+
+
+def test_duplicate_tools_are_merged_and_secret_parameters_dropped_with_notes():
+    again = {**TOOL_SPECS[2], "parameters": [
+        *TOOL_SPECS[2]["parameters"],
+        {"name": "note", "type": "string", "description": "A note.", "required": False},
+        {"name": "portal_password", "type": "string", "description": "Password.", "required": True}]}
+    seen = {}
+
+    def generate(inputs):
+        seen["tools"] = inputs["tools"]
+        return {"trajectory": CONVERSATION, "patterns_used": []}
+
+    result, _ = run(PROCEDURE, {WorkflowExtraction: lambda i: {"workflows": [], "tools": [*TOOL_SPECS, again]},
+                                TrajectoryGeneration: generate})
+    assert result.outcome == "accepted"
+    tools = {t.name: t for t in result.record.trajectory.tools}
+    assert list(tools) == [s["name"] for s in TOOL_SPECS]
+    assert list(tools["submit_claim"].function.parameters["properties"]) == ["visit_id", "amount", "channel", "note"]
+    assert result.notes == ["tool `submit_claim` defined 2 times: merged (added `note`, `portal_password`)",
+                            "parameter `submit_claim.portal_password` dropped: a tool never takes a secret"]
+    assert seen["tools"].count('"name": "submit_claim"') == 1
 
 
 def test_judge_failure_names_the_failed_rubrics():
@@ -138,9 +189,10 @@ def test_stage_switches_for_ablations(spec, calls):
 
 
 def test_strict_grounding_rejects_ungrounded_values():
-    invented = turns_with(t2={"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_1", "name": "list_visits", "arguments": '{"patient_id": "P-555"}'}]})
-    answer = {"refined_tools": TOOL_SPECS, "refined_trajectory": invented, "patterns_used": []}
+    first = CONVERSATION["rounds"][0]
+    invented = conversation_with(rounds=[{**first, "steps": [{**first["steps"][0], "call": {
+        "name": "list_visits", "arguments": {"patient_id": "P-555"}}}]}, *CONVERSATION["rounds"][1:]])
+    answer = {"refined_trajectory": invented, "patterns_used": []}
     lenient, _ = run(PROCEDURE, {ComplexityRefinement: lambda i: answer})
     assert lenient.outcome == "accepted" and [w.code for w in lenient.record.warnings] == ["G001"]
     strict, _ = run(PROCEDURE, {ComplexityRefinement: lambda i: answer}, stages=Stages(strict_grounding=True))
@@ -154,4 +206,5 @@ def test_unknown_stage_name_is_refused():
 
 def test_predictors_are_named_by_stage():
     names = [name for name, _ in GEMPipeline().named_predictors()]
-    assert names == ["filter.predict", "extract.predict", "generate.predict", "refine.predict", "judge.predict"]
+    assert names == ["filter.predict", "extract.predict", "generate.predict", "refine.extend", "refine.predict",
+                     "judge.predict"]

@@ -19,7 +19,7 @@ import pytest
 from gem_synth.cli.main import main
 from gem_synth.signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
 from tests.fake_openai import FakeOpenAIServer
-from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, handlers, turns_with, verdicts
+from tests.fixtures import BROKEN, PROCEDURE, STORY, TOOL_SPECS, handlers, verdicts
 from tests.scripted import ScriptedEngine, http_responder, server_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +39,7 @@ def outcome_handlers(outage: dict):
 
     def refine(i):
         if "BROKEN" in i["text"]:
-            return {"refined_tools": TOOL_SPECS, "refined_trajectory": turns_with(t8={"role": "user", "content": "x"}),
-                    "patterns_used": []}
+            return {"refined_trajectory": BROKEN, "patterns_used": []}
         return base[ComplexityRefinement](i)
 
     def judge(i):
@@ -92,12 +91,12 @@ def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
         assert [t["function"]["name"] for t in json.loads(row["tools"])] == [s["name"] for s in TOOL_SPECS]
         assert row["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"patient_id": "P-100"}'
         assert row["stats"]["tool_calls"] == 2 and row["judge"]["tool_call_hallucination"]["passed"]
-        assert row["lm_calls"] == 5 and row["prompt_tokens"] > 0
+        assert row["lm_calls"] == 6 and row["prompt_tokens"] > 0
         outcomes = Counter(rejects["outcome"])
         assert outcomes == {"filtered_out": 1, "parse_error": 1, "rule_violations": 1, "lm_error": 1,
                             "duplicate": 1, "unreadable": 1}
         by_outcome = {r["outcome"]: r for r in rejects}
-        assert by_outcome["rule_violations"]["violation_codes"] == ["O003", "O004"]
+        assert by_outcome["rule_violations"]["violation_codes"] == ["O006"]
         assert by_outcome["parse_error"]["stage"] == "generate"
         assert by_outcome["unreadable"]["reason"] == "binary file, not text"
         assert by_outcome["duplicate"]["reason"] == f"same text as segment {row['id']}"
@@ -106,7 +105,7 @@ def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
 
         summary = json.loads((env / "out" / "summary.json").read_text())
         assert summary["segments"] == 7 and summary["accepted"] == 1
-        assert summary["violation_codes"] == {"O003": 1, "O004": 1}
+        assert summary["violation_codes"] == {"O006": 1}
         assert summary["complexity"]["tool_calls"]["mean"] == 2.0
         assert "yield" in capsys.readouterr().out
 
@@ -138,7 +137,7 @@ def test_mlflow_run_records_params_metrics_artifacts_and_never_the_key(env):
     assert run.data.params["lm.model"] == "hosted_vllm/scripted"
     assert run.data.params["stages"] == repr(["filter", "extract", "generate", "refine", "validate", "judge"])
     assert run.data.metrics["accepted"] == 1 and run.data.metrics["segments"] == 7
-    assert run.data.metrics["violations.O003"] == 1
+    assert run.data.metrics["violations.O006"] == 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"summary.json", "summary.txt", "program.json", "sample_trajectories.jsonl"} <= artifacts
     traces = mlflow.search_traces(experiment_ids=[run.info.experiment_id], return_type="list")
@@ -161,16 +160,13 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from tests.fake_openai import FakeOpenAIServer
 from tests.scripted import ScriptedEngine, http_responder
-from tests.fixtures import TOOL_SPECS, TURNS, handlers
+from tests.fixtures import CONVERSATION, handlers
 from gem_synth.signatures import ComplexityRefinement, TrajectoryGeneration
 def per_case(i):  # a conversation of its own per segment, so no two segments share a request
-    turns = [dict(t) for t in TURNS]
-    turns[0]["content"] += " Case: " + i["text"][-4:]
-    return turns
+    return {{**CONVERSATION, "system": CONVERSATION["system"] + " Case: " + i["text"][-4:]}}
 engine = ScriptedEngine(handlers({{
     TrajectoryGeneration: lambda i: {{"trajectory": per_case(i), "patterns_used": []}},
-    ComplexityRefinement: lambda i: {{"refined_tools": TOOL_SPECS, "refined_trajectory": per_case(i),
-                                     "patterns_used": []}},
+    ComplexityRefinement: lambda i: {{"refined_trajectory": per_case(i), "patterns_used": []}},
 }}))
 respond = http_responder(engine)
 log = open({log!r}, "a")
@@ -230,4 +226,4 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(
     requests = (env / "requests.log").read_text().splitlines()
     lm_requests = [r for r in requests if "Your output fields are" in r]
     assert len(lm_requests) - len(set(lm_requests)) <= 2
-    assert len(set(lm_requests)) == 12 * 5
+    assert len(set(lm_requests)) == 12 * 6

@@ -14,7 +14,7 @@ from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
 from gem_synth.programs.synthesizer import Synthesizer
 from gem_synth.signatures import TrajectorySynthesis
 from gem_synth.signatures.records import Segment
-from tests.fixtures import PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers
+from tests.fixtures import BROKEN, CONVERSATION, PROCEDURE, STORY, TOOL_SPECS, TURNS, handlers
 from tests.scripted import MAGIC, scripted_lm
 
 PATTERNS = ["clarification", "rule_awareness", "multi_hop_reasoning"]
@@ -22,9 +22,9 @@ PATTERNS = ["clarification", "rule_awareness", "multi_hop_reasoning"]
 
 def synthesize(inputs):
     if "claim" not in inputs["text"].lower():
-        return {"is_procedural": False, "tools": [], "trajectory": [], "patterns_used": []}
+        return {"is_procedural": False, "tools": [], "trajectory": None, "patterns_used": []}
     helped = "easy" in inputs["text"] or inputs["__demos__"] > 0 or MAGIC in inputs["__system__"]
-    return {"is_procedural": True, "tools": TOOL_SPECS, "trajectory": TURNS if helped else TURNS[:-1],
+    return {"is_procedural": True, "tools": TOOL_SPECS, "trajectory": CONVERSATION if helped else BROKEN,
             "patterns_used": PATTERNS if helped else []}
 
 
@@ -50,7 +50,7 @@ def test_one_call_gives_the_same_typed_result(engine):
     assert (story.outcome, story.stage) == ("filtered_out", "synthesize")
     broken = run_segment(Synthesizer(Stages(judge=False)), Segment(id="z", source="t", text=PROCEDURE))
     assert (broken.outcome, broken.stage) == ("rule_violations", "validate")
-    assert [v.code for v in broken.violations] == ["O004"]
+    assert [v.code for v in broken.violations] == ["O006"]
 
 
 def teacher_pairs():
@@ -63,7 +63,7 @@ def teacher_pairs():
 def test_distilled_synthesizer_beats_the_uncompiled_one(engine):
     pairs = teacher_pairs()
     assert [p.is_procedural for p in pairs] == [True] * 4 + [False] * 2
-    assert pairs[0].tools[2].kind == "write" and pairs[0].trajectory[-1].role == "assistant"
+    assert pairs[0].tools[2].kind == "write" and pairs[0].trajectory.rounds[-1].reply.startswith("Done")
     student = Synthesizer(Stages(judge=False))
     before = evaluate(student, DEV).score
     compiled = distil_prompt(pairs, DEV, student=student)
@@ -96,13 +96,13 @@ def test_cost_comparison_counts_what_the_engine_counted(engine):
     synth = evaluate_with_cost(Synthesizer(Stages(judge=False)), texts)
     calls = {k: v - before[0].get(k, 0) for k, v in engine.calls.items()}
     assert pipeline[1].lm_calls == calls["RelevanceFilter"] + calls["WorkflowExtraction"] + \
-        calls["TrajectoryGeneration"] + calls["ComplexityRefinement"] == 12
+        calls["TrajectoryGeneration"] + calls["ToolExtension"] + calls["ComplexityRefinement"] == 15
     assert synth[1].lm_calls == calls["TrajectorySynthesis"] == 3
     assert pipeline[1].prompt_tokens + synth[1].prompt_tokens == engine.tokens_in - before[1]
     assert pipeline[1].completion_tokens + synth[1].completion_tokens == engine.tokens_out - before[2]
-    assert pipeline[1].per_accepted()["lm_calls"] == 4.0 and synth[1].per_accepted()["lm_calls"] == 1.0
+    assert pipeline[1].per_accepted()["lm_calls"] == 5.0 and synth[1].per_accepted()["lm_calls"] == 1.0
     table = side_by_side({"pipeline": pipeline, "synthesizer": synth})
-    assert "lm_calls / accepted" in table and "4.000" in table and "1.000" in table
+    assert "lm_calls / accepted" in table and "5.000" in table and "1.000" in table
 
 
 def test_distil_run_and_compare_from_the_command_line(tmp_path, monkeypatch, capsys):
@@ -123,7 +123,7 @@ def test_distil_run_and_compare_from_the_command_line(tmp_path, monkeypatch, cap
     (new / "claim.md").write_text(PROCEDURE + " A new case.")
     (tmp_path / "dev.jsonl").write_text("".join(json.dumps({"text": e.text}) + "\n" for e in DEV))
     engine = ScriptedEngine(handlers({TrajectorySynthesis: synthesize,
-                                      TrajectoryGeneration: lambda i: {"trajectory": TURNS, "patterns_used": PATTERNS}}))
+                                      TrajectoryGeneration: lambda i: {"trajectory": CONVERSATION, "patterns_used": PATTERNS}}))
     with FakeOpenAIServer(http_responder(engine)) as server:
         model = ["--lm", "hosted_vllm/scripted", "--api-base", server.url, "--cache-dir", str(tmp_path / "cache")]
         quiet = ["--no-progress", "--no-track", "--near-duplicates", "0"]  # variants of one procedure

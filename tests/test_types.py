@@ -7,10 +7,11 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from gem_synth.signatures.chat import MESSAGES, TOOLS, AssistantMessage
-from gem_synth.signatures.drafts import ToolParameter, ToolSpec, Turn
+from gem_synth.signatures.conversation import Conversation
+from gem_synth.signatures.drafts import ToolParameter, ToolSpec
 from gem_synth.signatures.records import Trajectory, TrajectoryStats
 from gem_synth.signatures.workflow import Workflow
-from tests.fixtures import TOOL_SPECS, TURNS, WORKFLOWS
+from tests.fixtures import CONVERSATION, TOOL_SPECS, TURNS, WORKFLOWS
 
 # As the OpenAI API and TRL datasets spell them.
 OPENAI_TOOLS = [{
@@ -74,13 +75,12 @@ def test_write_tools_say_so_in_their_description():
     assert "(write operation)" not in ToolSpec(**TOOL_SPECS[0]).to_tool().function.description
 
 
-def test_turns_map_to_openai_messages_and_back():
-    messages = [Turn(**t).to_message() for t in TURNS]
+def test_rounds_map_to_openai_messages_and_back():
+    messages = Conversation.model_validate(CONVERSATION).to_messages()
     assert isinstance(messages[2], AssistantMessage) and messages[2].content is None
-    assert messages[2].tool_calls[0].function.arguments == TURNS[2]["tool_calls"][0]["arguments"]
-    back = [Turn.from_message(m).model_dump() for m in messages]
-    assert [(t["role"], t["content"], t["tool_call_id"]) for t in back] == [
-        (t["role"], t["content"], t.get("tool_call_id", "")) for t in TURNS]
+    assert messages[2].tool_calls[0].id == "call_1" and messages[3].tool_call_id == "call_1"
+    assert messages[6].tool_calls[0].function.arguments == '{"visit_id": "V-7", "amount": 80}'
+    assert Conversation.from_messages(messages).model_dump() == Conversation.model_validate(CONVERSATION).model_dump()
 
 
 def test_workflow_graph_follows_dependencies_and_ignores_cycles():
@@ -95,7 +95,7 @@ def test_workflow_graph_follows_dependencies_and_ignores_cycles():
 
 
 def test_stats_count_calls_tools_and_turns():
-    traj = Trajectory(tools=[ToolSpec(**s).to_tool() for s in TOOL_SPECS], messages=[Turn(**t).to_message() for t in TURNS])
+    traj = Trajectory(tools=[ToolSpec(**s).to_tool() for s in TOOL_SPECS], messages=Conversation.model_validate(CONVERSATION).to_messages())
     assert TrajectoryStats.of(traj.tools, traj.messages).model_dump() == {
         "messages": 9, "user_turns": 2, "assistant_turns": 4, "tool_calls": 2, "distinct_tools_used": 2,
         "tools_defined": 3}

@@ -39,7 +39,13 @@ def set_args(i, args):
 
 
 def _no_users(r):
-    r["messages"] = [r["messages"][0], {"role": "assistant", "content": "Hello, how can I help?"}]
+    said = " ".join(m["content"] for m in r["messages"] if m["role"] == "user")
+    r["messages"] = [{"role": "system", "content": r["messages"][0]["content"] + " Request: " + said},
+                     *[m for m in r["messages"][1:] if m["role"] != "user"]]
+
+
+def _no_calls(r):
+    r["messages"] = [r["messages"][0], r["messages"][1], {"role": "assistant", "content": "Which visit is it for?"}]
 
 
 def _reuse_id(r):
@@ -80,6 +86,7 @@ CASES = {
     "O003 user after tool": ("O003", 4, insert_msg(4, {"role": "user", "content": "Thanks"})),
     "O004 ends with user": ("O004", 9, lambda r: r["messages"].append({"role": "user", "content": "Bye"})),
     "O005 no user turn": ("O005", None, _no_users),
+    "O006 no tool call": ("O006", None, _no_calls),
     "E001 empty assistant": ("E001", 4, set_msg(4, {"role": "assistant", "content": ""})),
     "C001 unknown tool": ("C001", 2, _rename_call),
     "C002 arguments not JSON": ("C002", 2, set_args(2, "patient_id=P-100")),
