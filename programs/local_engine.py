@@ -85,6 +85,9 @@ def capped(schema: Any, max_items: int, max_string: int, item_caps: dict[str, in
         elif isinstance(value, (dict, list)):
             out[key] = capped(value, max_items, max_string, item_caps, inner if key == "items" else nested,
                               calls_only)
+    if out.get("type") == "array" and out.get("items") == {}:
+        # an array of any values (`list[Any]`): llama-cpp-python's converter cannot read an empty items schema
+        out["items"] = {"type": "string", "maxLength": max_string}
     if out.get("type") == "array" and "maxItems" not in out:
         out["maxItems"] = 2 if nested else max_items
     if out.get("type") == "string" and "enum" not in out and "const" not in out:
@@ -110,7 +113,7 @@ class LlamaCppEngine:
     supported_params = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
 
     def __init__(self, model_path: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
-                 seed: int = 0, max_tokens: int = 2048, max_items: int = 3, max_string: int = 120,
+                 seed: int = 0, max_tokens: int = 2048, max_items: int = 3, max_string: int = 60,
                  item_caps: dict[str, int] | None = None):
         self.model_path = str(model_path or default_model_path())
         self.n_ctx = n_ctx
@@ -119,9 +122,12 @@ class LlamaCppEngine:
         self.max_tokens = max_tokens
         self.max_items = max_items
         self.max_string = max_string
-        # A conversation of 3 rounds of at most 2 steps (signatures/conversation.py) fits in max_tokens with
-        # room to spare: every round is complete, so the answer parses and the trajectory is well formed.
-        self.item_caps = dict(item_caps if item_caps is not None else {"rounds": 3, "steps": 2})
+        # Sized so that every answer ends well inside max_tokens (a cut answer is a parse error) and a segment
+        # takes about a minute on 2 cores (benchmarks/README.md): a conversation of 3 rounds of at most 2 steps,
+        # one workflow with one branch and one constraint, tools of at most 2 parameters, one added tool.
+        self.item_caps = dict(item_caps if item_caps is not None else {
+            "rounds": 3, "steps": 2, "workflows": 1, "branches": 1, "constraints": 1, "parameters": 2,
+            "new_tools": 1})
         self._lock = threading.Lock()
         self._llama = None
         self._grammars: dict[str, Any] = {}

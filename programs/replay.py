@@ -40,7 +40,8 @@ from gem_synth import signatures
 PREFIX = "replay/"
 SIGNATURES: dict[str, type[dspy.Signature]] = {name: getattr(signatures, name) for name in signatures.__all__}
 STAGE_OF = {"RelevanceFilter": "filter", "WorkflowExtraction": "extract", "TrajectoryGeneration": "generate",
-            "ComplexityRefinement": "refine", "HallucinationJudge": "judge", "TrajectorySynthesis": "synthesize"}
+            "ToolExtension": "extend", "ComplexityRefinement": "refine", "HallucinationJudge": "judge",
+            "TrajectorySynthesis": "synthesize"}
 _SECTION = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _WORDS = re.compile(r"\w+")
 

@@ -79,7 +79,8 @@ class Generate(dspy.Module):
         out = self.predict(signature=over_tools(self.predict, "trajectory", tool_specs), text=text,
                            workflows=workflows, tools=tool_specs, config=config or {})
         trajectory = Trajectory(tools=tools_from_specs(tool_specs), messages=out.trajectory.to_messages())
-        return dspy.Prediction(conversation=out.trajectory, trajectory=trajectory, patterns=list(out.patterns_used))
+        return dspy.Prediction(conversation=out.trajectory.plain(), trajectory=trajectory,
+                               patterns=list(out.patterns_used))
 
 
 class Refine(dspy.Module):
@@ -100,7 +101,7 @@ class Refine(dspy.Module):
                            workflows=workflows, tools=specs, trajectory=conversation, known_issues=known_issues,
                            config=config or {})
         trajectory = Trajectory(tools=tools_from_specs(specs), messages=out.refined_trajectory.to_messages())
-        return dspy.Prediction(tool_specs=specs, conversation=out.refined_trajectory, trajectory=trajectory,
+        return dspy.Prediction(tool_specs=specs, conversation=out.refined_trajectory.plain(), trajectory=trajectory,
                                patterns=list(out.patterns_used), notes=notes)
 
 

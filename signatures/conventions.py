@@ -18,8 +18,9 @@ the user (an answer, a question, or a request to confirm). A step is one tool ca
 together with the result the tool returns, or, rarely, a short text the assistant says
 before its next call. The assistant reads each result before its next step; the user
 speaks again only in the next round. Every call names a tool of the tool set, with its
-arguments as a JSON object of exactly that tool's parameters (required ones always
-present, values of the declared types). A result is the tool's JSON answer written as
+arguments as a JSON object of exactly that tool's parameters: required ones always
+present, values of the declared types, and an optional one that is not used left out
+(or written as null where the answer's schema lists every parameter). A result is the tool's JSON answer written as
 text: its data, or an error object. Call ids, roles and the pairing of each call with its
 result are added by the program: write none of them."""
 

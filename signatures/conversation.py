@@ -133,6 +133,18 @@ class Conversation(BaseModel):
             messages.append(AssistantMessage(content=rnd.reply))
         return messages
 
+    def plain(self) -> "Conversation":
+        """This conversation in the general shape: arguments as plain objects under their parameter names,
+        unused optional ones (null) left out. What a later stage is shown: a narrowed conversation's
+        argument objects would otherwise print with their neutral field names (`p0`, `p1`)."""
+        rounds = []
+        for rnd in self.rounds:
+            steps = [{"say": s.say} if isinstance(s, TextStep) else
+                     {"call": {"name": s.call.name, "arguments": s.call.argument_object()}, "result": s.result}
+                     for s in rnd.steps]
+            rounds.append({"user": rnd.user, "steps": steps, "reply": rnd.reply})
+        return Conversation.model_validate({"system": self.system, "rounds": rounds})
+
     @classmethod
     def from_messages(cls, messages: list[Message]) -> "Conversation":
         """The rounds of an OpenAI conversation (a recorded or accepted one, shown to a model as a demo or to rewrite).
@@ -180,7 +192,7 @@ class Conversation(BaseModel):
 # -- one tool set's narrowed shape ------------------------------------------------------
 
 _PYTHON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool,
-                                 "object": dict[str, Any]}
+                                 "object": dict[str, Any], "array": list[Any]}
 
 
 def parameter_type(p: ToolParameter) -> Any:

@@ -19,8 +19,8 @@ from gem_synth.signatures.workflow import Workflow
 class ToolExtension(dspy.Signature):
     __doc__ = instruction("""Add the tools that a harder, longer version of a tool-use conversation will need and the tool set lacks.
 
-    A later step rewrites the conversation to be harder: about 40 to 50 messages, 8 or
-    more distinct tools called and 15 or more tool calls, with a database schema in the
+    A later step rewrites the conversation to be harder: about 45 to 55 messages, 8 or
+    more distinct tools called and 15 to 20 tool calls, with a database schema in the
     system prompt, a tool result padded with many irrelevant records, pitfalls, and
     requests that carry several constraints at once. Look at the tool set and the
     conversation and write only the tools that are missing for that: further look-ups
@@ -76,8 +76,8 @@ class ComplexityRefinement(dspy.Signature):
       `user_guided_steps` (the assistant guides the user through steps only the user can
       do, such as signing a form or checking their email); `multi_constraint_turn`;
       `pitfall`.
-    - Size: aim for about 7 to 10 rounds, 15 or more tool calls and 8 or more distinct
-      tools called (about 40 to 50 messages in all).
+    - Size: aim for 7 to 9 rounds, 15 to 20 tool calls and 8 or more distinct tools
+      called (about 45 to 55 messages in all: each call and its result count as two).
 
     Keep every rule of a valid conversation, and fix each problem listed in
     `known_issues` (found by a rule checker in the conversation you are given):

@@ -45,8 +45,8 @@ class TrajectorySynthesis(dspy.Signature):
        constraints at once, one or two pitfalls the assistant must avoid, and at least
        three of the patterns below, each in at most two places of the conversation. List
        each pattern the conversation exercises once in `patterns_used`.
-    Size: aim for about 7 to 10 rounds, 15 or more tool calls and 8 or more distinct
-    tools called (about 40 to 50 messages in all).
+    Size: aim for 7 to 9 rounds, 15 to 20 tool calls and 8 or more distinct tools called
+    (about 45 to 55 messages in all: each call and its result count as two).
 
     Patterns:
     {pattern_definitions}

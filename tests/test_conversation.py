@@ -24,6 +24,16 @@ from tests.fixtures import CONVERSATION, PROCEDURE, TOOL_SPECS, handlers
 from tests.scripted import ScriptedEngine, http_responder
 
 SPECS = [ToolSpec(**s) for s in TOOL_SPECS]
+# Every parameter shape a model can declare: arrays of enums and of arrays, objects, integer enums.
+ODD = ToolSpec(name="tag_claim", description="Tag a claim.", kind="write", parameters=[
+    ToolParameter(name="tags", type="array", items_type="string", enum=["urgent", "dental"], description="t",
+                  required=True),
+    ToolParameter(name="matrix", type="array", items_type="array", description="m", required=False),
+    ToolParameter(name="meta", type="object", description="free-form", required=False),
+    ToolParameter(name="priority", type="integer", enum=["1", "2", "x"], description="p", required=False),
+    ToolParameter(name="ratio", type="number", description="r", required=False),
+    ToolParameter(name="urgent", type="boolean", enum=["true"], description="u", required=False)])
+ALL_SPECS = [*SPECS, ODD]
 # What rounds make impossible: ordering, pairing, ids, empty turns (the validator's codes).
 STRUCTURAL = {"O001", "O002", "O003", "O004", "O005", "E001", "C006", "R001", "R002", "R003", "M001", "C002", "C007"}
 # What the per-segment type makes impossible on top: calls outside the tool set or its argument schemas.
@@ -36,15 +46,21 @@ def _argument(p: ToolParameter):
     schema = p.to_schema()
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
+    items = (schema.get("items") or {})
+    if p.type == "array":
+        element = st.sampled_from(items["enum"]) if "enum" in items else (
+            st.lists(st.integers(), max_size=2) if items.get("type") == "array" else _text)
+        return st.lists(element, max_size=3)
     return {"string": _text, "integer": st.integers(-10**6, 10**6), "boolean": st.booleans(),
-            "number": st.floats(-1e6, 1e6, allow_nan=False)}.get(p.type, _text)
+            "number": st.floats(-1e6, 1e6, allow_nan=False),
+            "object": st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2)}[p.type]
 
 
 @st.composite
 def _step(draw):
     if draw(st.integers(0, 4)) == 0:
         return {"say": draw(_text)}
-    spec = draw(st.sampled_from(SPECS))
+    spec = draw(st.sampled_from(ALL_SPECS))
     arguments = {p.name: draw(_argument(p)) for p in spec.parameters if p.required or draw(st.booleans())}
     return {"call": {"name": spec.name, "arguments": arguments}, "result": json.dumps({"ok": draw(_text)})}
 
@@ -61,8 +77,8 @@ _conversation = st.fixed_dictionaries({
 def test_any_conversation_in_rounds_over_the_tool_set_breaks_no_structural_or_call_rule(drawn):
     """Whatever a model writes in the narrowed shape, the OpenAI trajectory made from it keeps every rule
     of order, pairing, ids and call schemas: only content rules (grounding, a call at all) remain."""
-    conversation = conversation_over(SPECS).model_validate(drawn)
-    record = Trajectory(tools=[s.to_tool() for s in SPECS], messages=conversation.to_messages()).to_openai()
+    conversation = conversation_over(ALL_SPECS).model_validate(drawn)
+    record = Trajectory(tools=[s.to_tool() for s in ALL_SPECS], messages=conversation.to_messages()).to_openai()
     codes = {v.code for v in validate(record)}
     assert not codes & (STRUCTURAL | PER_SEGMENT), codes
     assert codes <= {"G001", "O006"}
@@ -178,6 +194,11 @@ def test_the_embedded_engine_asks_for_calls_and_keeps_within_its_caps():
     assert step_items["minItems"] == 1 and step_items["maxItems"] == 2
     assert [a["$ref"] for a in step_items["items"]["anyOf"]] == ["#/$defs/ToolStep"]
     assert out["$defs"]["Conversation"]["properties"]["rounds"]["maxItems"] == 3
+    # every parameter shape becomes a grammar llama.cpp accepts (an array of any values once did not)
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    wide = output_schema(TrajectoryGeneration.with_updated_fields("trajectory", type_=conversation_over(ALL_SPECS)))
+    assert json_schema_to_gbnf(json.dumps(capped(wide["json_schema"]["schema"], 3, 60, {}, calls_only=True)))
 
 
 def test_the_new_rule_is_documented():

@@ -5,7 +5,13 @@ import pytest
 
 from gem_synth.programs.adapter import GEMJSONAdapter
 from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
-from gem_synth.signatures import ComplexityRefinement, HallucinationJudge, TrajectoryGeneration, WorkflowExtraction
+from gem_synth.signatures import (
+    ComplexityRefinement,
+    HallucinationJudge,
+    ToolExtension,
+    TrajectoryGeneration,
+    WorkflowExtraction,
+)
 from gem_synth.signatures.records import Segment
 from tests.fixtures import CONVERSATION, PROCEDURE, STORY, TOOL_SPECS, TURNS, conversation_with, handlers, verdicts
 from tests.scripted import scripted_lm, server_error
@@ -120,6 +126,26 @@ def test_generation_is_asked_for_the_segments_own_schema():
     # the prompt's schema of `trajectory` names each tool as a constant with its own arguments
     assert "call_submit_claim" in seen["system"] and "submit_claim_arguments" in seen["system"]
     assert "call_list_visits" in seen["system"] and "delete_patient" not in seen["system"]
+
+
+def test_the_refiner_sees_the_draft_with_its_parameter_names():
+    """The draft is decoded into neutral field names (p0, p1: any parameter name is valid); the helpers
+    answering the relay saw those in the refinement requests. The refiner is shown the real names."""
+    seen = {}
+
+    def extend(inputs):
+        seen["extend"] = inputs["trajectory"]
+        return {"new_tools": []}
+
+    def refine(inputs):
+        seen["refine"] = inputs["trajectory"]
+        return {"refined_trajectory": CONVERSATION, "patterns_used": []}
+
+    result, _ = run(PROCEDURE, {ToolExtension: extend, ComplexityRefinement: refine})
+    assert result.outcome == "accepted"
+    for shown in seen.values():
+        assert '"patient_id": "P-100"' in shown and '"visit_id": "V-7"' in shown and '"p0"' not in shown
+        assert '"channel"' not in shown  # an unused optional parameter is left out, not shown as null
 
 
 def test_draft_violations_reach_the_refiner_as_known_issues():
