@@ -125,15 +125,22 @@ def _split_parallel(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def for_template(record: dict[str, Any], arguments: str = "string", ids: str = "keep",
-                 split_parallel: bool = False, empty_content: bool = False) -> dict[str, Any]:
+                 split_parallel: bool = False, empty_content: bool = False,
+                 text_beside_calls: str = "keep") -> dict[str, Any]:
     """The record in the argument, id and call-count form a chat template expects.
 
     arguments: "string" (OpenAI, Qwen3, Hermes 3) or "dict" (Qwen2.5, Llama 3.1, Mistral, gpt-oss).
     ids: "keep", or "mistral" for 9-character alphanumeric ids (consistent across a call and its result).
     split_parallel: one call per assistant turn (Llama 3.1 refuses parallel calls).
     empty_content: "" instead of null beside tool calls (Qwen3's template tests `in content`).
+    text_beside_calls: "keep", or "drop" for templates that show either an assistant turn's text or
+    its calls, never both (DeepSeek-R1's distilled Llama renders the text and loses the calls).
     """
     out = json.loads(json.dumps(canonical(record)))
+    if text_beside_calls == "drop":
+        for m in out["messages"]:
+            if m.get("tool_calls"):
+                m["content"] = None
     out["messages"] = _results_in_call_order(out["messages"])  # templates pair results by position
     if split_parallel:
         out["messages"] = _split_parallel(out["messages"])

@@ -12,10 +12,13 @@ a conversation that ends on a tool result. Here it writes only what carries mean
                  "reply": "..."}]}
 
 and `Conversation.to_messages()` makes the canonical OpenAI messages: one system message,
-then per round a user message, for each step an assistant message with one call (id
-`call_N`, numbered through the conversation) answered at once by its tool message, or an
-assistant text message, and the assistant's reply last. Ordering, pairing and ids are
-therefore right by construction (rules O001-O005, R001-R003 and C006 of the validator
+then per round a user message, for each call an assistant message with that one call (id
+`call_N`, numbered through the conversation) answered at once by its tool message, and
+the assistant's reply last. A text step rides on the message of the call after it
+(OpenAI's `content` beside `tool_calls`), or opens the reply when no call follows, so two
+assistant messages never follow each other: chat templates that demand strict
+alternation (Mistral's) and ShareGPT readers take every trajectory. Ordering, pairing and
+ids are right by construction (rules O001-O005, R001-R003 and C006 of the validator
 cannot fail on it).
 
 `conversation_over(tools)` narrows the shape to one tool set: each call is one of the
@@ -120,17 +123,19 @@ class Conversation(BaseModel):
         n = 0
         for rnd in self.rounds:
             messages.append(UserMessage(content=rnd.user))
+            said: list[str] = []  # text steps waiting for the call (or the reply) they ride on
             for step in rnd.steps:
                 if isinstance(step, TextStep):
-                    messages.append(AssistantMessage(content=step.say))
+                    said.append(step.say)
                     continue
                 n += 1
                 call_id = f"call_{n}"
                 arguments = json.dumps(step.call.argument_object(), ensure_ascii=False)
-                messages.append(AssistantMessage(content=None, tool_calls=[
+                messages.append(AssistantMessage(content="\n\n".join(said) or None, tool_calls=[
                     ToolCall(id=call_id, function=FunctionCall(name=step.call.name, arguments=arguments))]))
                 messages.append(ToolMessage(tool_call_id=call_id, content=step.result))
-            messages.append(AssistantMessage(content=rnd.reply))
+                said = []
+            messages.append(AssistantMessage(content="\n\n".join([*said, rnd.reply])))
         return messages
 
     def plain(self) -> "Conversation":

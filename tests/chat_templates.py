@@ -17,8 +17,9 @@ from typing import Any
 from gem_synth.programs.exports import for_template
 from gem_synth.programs.validator import leaves
 
-FORMS = [dict(arguments=a, ids=i, split_parallel=s, empty_content=e)
-         for a, i, s, e in itertools.product(("string", "dict"), ("keep", "mistral"), (False, True), (False, True))]
+FORMS = [dict(arguments=a, ids=i, split_parallel=s, empty_content=e, text_beside_calls=t)
+         for t, a, i, s, e in itertools.product(("keep", "drop"), ("string", "dict"), ("keep", "mistral"), (False, True),
+                                                (False, True))]
 
 
 def render(template: str, record: dict[str, Any], extra: dict[str, Any] | None = None) -> str:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from gem_synth.programs.adapter import GEMJSONAdapter, decoding_mode, output_schema
+from gem_synth.programs.exports import to_sharegpt
 from gem_synth.programs.local_engine import capped
 from gem_synth.programs.models import ModelSpec, build_lm
 from gem_synth.programs.pipeline import GEMPipeline
@@ -82,6 +83,11 @@ def test_any_conversation_in_rounds_over_the_tool_set_breaks_no_structural_or_ca
     codes = {v.code for v in validate(record)}
     assert not codes & (STRUCTURAL | PER_SEGMENT), codes
     assert codes <= {"G001", "O006"}
+    # text steps ride on the next call or the reply: assistant messages never follow each other, so
+    # strictly alternating chat templates (Mistral's) and ShareGPT readers take every trajectory
+    roles = [m["role"] for m in record["messages"]]
+    assert not any(a == b == "assistant" for a, b in zip(roles, roles[1:]))
+    to_sharegpt(record)
 
 
 def test_the_narrowed_schema_is_strict_and_names_each_tool_with_its_own_arguments():

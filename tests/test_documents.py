@@ -9,7 +9,7 @@ from gem_synth.cli.main import main
 from gem_synth.programs.corpus import Unreadable, read_corpus
 from tests.fixtures import PROCEDURE, STORY
 
-RECORDED = "examples/corpus/return-an-order.md"
+RECORDED = "examples/corpus/gym-membership.md"
 
 
 def make_pdf(path, pages):

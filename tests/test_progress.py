@@ -45,6 +45,6 @@ def test_the_run_shows_n_of_total(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     corpus = Path(__file__).resolve().parent.parent / "examples" / "corpus"
     recording = Path(__file__).resolve().parent / "recordings" / "strong-model.jsonl"
-    assert main(["run", str(corpus / "return-an-order.md"), "--out", "o", "--lm", f"replay/{recording}",
+    assert main(["run", str(corpus / "gym-membership.md"), "--out", "o", "--lm", f"replay/{recording}",
                  "--no-track"]) == 0
     assert "gem-synth: 1/1 segments, accepted=1 tokens=" in capsys.readouterr().err

@@ -122,8 +122,13 @@ def test_a_text_that_was_never_recorded_fails_loudly():
         engine.answer(system, "[[ ## text ## ]]\nAn unrecorded text.")
 
 
-@pytest.mark.parametrize("run, accepted", [("pipeline_run", 14), ("synth_run", 14)])
-def test_every_segment_is_accounted_for_on_real_answers(request, run, accepted):
+# The strong-model stand-in's judge fails 4 pipeline and 5 synthesizer conversations (capability claims
+# nothing backs, a postcode copied from a tool description's example); the synthesizer, whose calls cannot
+# be decoded against its own tools, also writes one call with an argument its tool lacks (C003).
+@pytest.mark.parametrize("run, accepted, rejected", [
+    ("pipeline_run", 11, {"filtered_out": 4, "judge_failed": 4}),
+    ("synth_run", 9, {"filtered_out": 4, "judge_failed": 5, "rule_violations": 1})])
+def test_every_segment_is_accounted_for_on_real_answers(request, run, accepted, rejected):
     out = request.getfixturevalue(run)
     trajectories = datasets.load_from_disk(str(out / "trajectories"))
     rejects = datasets.load_from_disk(str(out / "rejects"))
@@ -131,7 +136,7 @@ def test_every_segment_is_accounted_for_on_real_answers(request, run, accepted):
     assert len(ids) == len(set(ids)) == len(list(CORPUS.iterdir())) == 19
     outcomes = Counter(rejects["outcome"])
     assert "error" not in outcomes, [r["reason"] for r in rejects if r["outcome"] == "error"]
-    assert trajectories.num_rows == accepted and outcomes == {"filtered_out": 4, "judge_failed": 1}
+    assert trajectories.num_rows == accepted and outcomes == rejected
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accepted"] == accepted and summary["segments"] == 19 and summary["lm_calls"] > 0
 
@@ -212,7 +217,7 @@ def test_metrics_and_summary_on_real_trajectories(pipeline_run):
 
     scores = [score_result(SegmentResult.model_validate(e["result"])) for e in read_entries(pipeline_run / "journal.jsonl")
               if e["outcome"] == "accepted"]
-    assert len(scores) == 14
+    assert len(scores) == 11
     assert all(s.parts["validity"] == 1.0 and s.parts["judge"] == 1.0 for s in scores)
     assert min(s.score for s in scores) > 0.7
     summary = json.loads((pipeline_run / "summary.json").read_text())
@@ -226,31 +231,32 @@ def test_metrics_and_summary_on_real_trajectories(pipeline_run):
 def test_grounding_accepts_how_real_users_say_values():
     """The strong-model stand-in's users say card numbers, tax ids and IBANs in groups, phone numbers
     nationally, trips as "20 April for two weeks": all grounded under GEM's rule. What stays flagged are
-    the two values the checker cannot follow: a correction spelled out letter by letter, and a country
-    name turned into its ISO code (warnings: the judge decides)."""
+    values the checker cannot follow: a currency inferred from a city, a free-text reason the assistant
+    summarised, a month worked back from the records, a country turned into its ISO code (warnings: the
+    judge decides)."""
     from gem_synth.programs.validator import validate
 
     sample = ROOT / "examples" / "sample-output" / "trajectories.jsonl"
     flagged = sorted(v.reason.split(" = ")[0] for line in sample.read_text().splitlines()
                      for v in validate(json.loads(line)) if v.code == "G001")
-    assert flagged == ["`count_customer_event_tickets.customer_email`",
-                       "`submit_travel_questionnaire.destination_countries`"]
+    assert flagged == ["`add_expense_line.currency_code`", "`list_rent_payments.from_month`",
+                       "`update_travel_questionnaire.destination_country_codes`",
+                       "`withdraw_claim.withdrawal_reason`"]
 
 
 def test_patterns_are_verified_not_claimed_on_real_answers(pipeline_run, synth_run):
-    """13 of the pipeline's 14 judge answers were recorded when the judge was asked about the
-    refinement's claims only, so those drafts' rule_conflict / rule_awareness claims find no evidence
-    and stay unverified (the 14th, recorded later, was asked about all claims and confirmed them);
-    the metric sees only what the transcript or the judge shows."""
+    """The judge is asked about every claim (the draft's and the refinement's) and confirms nearly all of
+    them on these answers; what it cannot see stays unverified, and the metric sees only what the
+    transcript or the judge shows."""
     pipeline = json.loads((pipeline_run / "summary.json").read_text())["patterns"]
     synth = json.loads((synth_run / "summary.json").read_text())["patterns"]
-    assert pipeline["claimed_mean"] == pytest.approx(11.4, abs=0.05)
-    assert pipeline["verified_mean"] == pytest.approx(9.6, abs=0.05)
-    assert synth["claimed_mean"] == synth["verified_mean"] == pytest.approx(9.9, abs=0.05)
-    rows = datasets.load_from_disk(str(pipeline_run / "trajectories"))
-    assert all(set(row["patterns_verified"]) <= set(row["patterns_claimed"]) for row in rows)
-    unconfirmed = [r for r in rows if "rule_conflict" in r["patterns_claimed"] and "rule_conflict" not in r["patterns_verified"]]
-    assert len(unconfirmed) == 13
+    assert pipeline["claimed_mean"] == pipeline["verified_mean"] == pytest.approx(11.8, abs=0.05)
+    assert synth["claimed_mean"] == pytest.approx(11.6, abs=0.05)
+    assert synth["verified_mean"] == pytest.approx(11.4, abs=0.05)
+    for out in (pipeline_run, synth_run):
+        rows = datasets.load_from_disk(str(out / "trajectories"))
+        assert all(set(row["patterns_verified"]) <= set(row["patterns_claimed"]) for row in rows)
+        assert all(len(row["patterns_verified"]) >= 3 for row in rows)
 
 
 def test_llamafactory_reads_every_sharegpt_export_with_its_own_code(pipeline_run, synth_run, tmp_path):
@@ -282,4 +288,4 @@ def test_llamafactory_reads_every_sharegpt_export_with_its_own_code(pipeline_run
                                                          else [json.loads(turn["value"])]))
             assert parsed == [(c["name"], json.loads(c["arguments"])) for c in calls]
             checked += 1
-    assert checked == 28
+    assert checked == 11 + 9

@@ -27,8 +27,8 @@ def test_the_page_holds_every_trajectory_and_every_reject(report):
     run = report.parent
     trajectories = datasets.load_from_disk(str(run / "trajectories"))
     rejects = datasets.load_from_disk(str(run / "rejects"))
-    assert page.count('class="card trajectory"') == trajectories.num_rows == 14
-    assert page.count('class="card reject"') == rejects.num_rows == 5
+    assert page.count('class="card trajectory"') == trajectories.num_rows == 11
+    assert page.count('class="card reject"') == rejects.num_rows == 8
     assert all(f'data-id="{i}"' in page for i in trajectories["id"])
     assert "<script src" not in page and "http://" not in page.split("</style>")[0]  # self-contained
 
@@ -37,7 +37,7 @@ def test_the_report_works_from_python_and_in_a_notebook(report):
     from gem_synth.programs.viewer import render_run, show
 
     assert render_run(report.parent).startswith("<!doctype html>")
-    assert "Trajectories (14)" in show(report.parent).data
+    assert "Trajectories (11)" in show(report.parent).data
 
 
 def test_a_folder_without_a_journal_is_one_line(tmp_path, capsys):
@@ -61,15 +61,16 @@ def test_the_page_in_headless_chromium(report, tmp_path):
     try:
         driver.get(report.resolve().as_uri())
         card = next(c for c in driver.find_elements(By.CSS_SELECTOR, ".card.trajectory")
-                    if "return-an-order.md" in c.text)
+                    if "gym-membership.md" in c.text)
         card.find_element(By.TAG_NAME, "summary").click()
-        call = next(c for c in card.find_elements(By.CSS_SELECTOR, ".call") if "send_verification_link" in c.text)
-        assert call.is_displayed() and "sophie.laurent@gmx.fr" in call.text  # a known tool call and its argument
+        call = next(c for c in card.find_elements(By.CSS_SELECTOR, ".call") if "start_member_verification" in c.text)
+        assert call.is_displayed() and "FM-204817" in call.text  # a known tool call and its argument
         driver.find_element(By.CSS_SELECTOR, "button[data-outcome='judge_failed']").click()
         shown = [c for c in driver.find_elements(By.CSS_SELECTOR, ".card.reject") if c.is_displayed()]
-        assert [c.text.splitlines()[0] for c in shown] == ["judge_failed at judge: change-flight.md"]
+        assert [c.text.splitlines()[0] for c in shown] == [f"judge_failed at judge: {name}.md" for name in (
+            "event-tickets", "lost-card", "open-bank-account", "return-an-order")]
         shown[0].find_element(By.TAG_NAME, "summary").click()
-        assert shown[0].find_element(By.CSS_SELECTOR, ".reason").text == "failed context_hallucination"
+        assert shown[0].find_element(By.CSS_SELECTOR, ".reason").text == "failed capability_hallucination"
         screenshot = tmp_path / "report.png"
         assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 20_000
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
