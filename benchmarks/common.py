@@ -19,10 +19,13 @@ PROCEDURE = ("To return item {i}, sign in to your account, open Orders and pick 
 
 
 @contextmanager
-def server_process(latency: str = "0", faults: dict[str, float] | None = None, seed: int = 0):
+def server_process(latency: str = "0", faults: dict[str, float] | None = None, seed: int = 0,
+                   capacity: int | None = None, retry_after: float = 1.0):
     """`python -m benchmarks.stage_server` in a process of its own, so its CPU is not ours."""
     args = [sys.executable, "-m", "benchmarks.stage_server", "--latency", str(latency), "--seed", str(seed)]
     args += [f"--fault={k}={v}" for k, v in (faults or {}).items()]
+    if capacity is not None:
+        args += ["--capacity", str(capacity), "--retry-after", str(retry_after)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()
@@ -45,14 +48,16 @@ def write_corpus(path: Path, n: int, procedural: bool = True) -> Path:
     return path
 
 
-def run_config(corpus: Path, out: Path, workers: int, stages: str = "filter,extract,generate,refine,validate,judge"):
+def run_config(corpus: Path, out: Path, workers: int, stages: str = "filter,extract,generate,refine,validate,judge",
+               adaptive: bool = True):
     from gem_synth.programs.corpus import CorpusOptions
     from gem_synth.programs.pipeline import Stages
     from gem_synth.programs.runner import RunConfig
 
     return RunConfig(corpus=str(corpus), out=out, corpus_options=CorpusOptions(), stages=Stages.parse(stages),
                      workers=workers, track=False, progress=False, cache_dir=str(out / ".cache"),
-                     near_duplicates=None)  # the corpora are numbered variants of one procedure, on purpose
+                     near_duplicates=None,  # the corpora are numbered variants of one procedure, on purpose
+                     adaptive=adaptive)
 
 
 def plan(url: str, timeout: float | None = None, retries: int = 3):

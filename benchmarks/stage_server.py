@@ -148,12 +148,19 @@ class Stats:
     busy_seconds: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0
+    admitted: int = 0  # requests answered within capacity
+    refused: int = 0  # requests over capacity, answered 429
     stages: Counter = field(default_factory=Counter)
 
 
 class StageServer:
     def __init__(self, latency: str | float = 0.0, faults: dict[str, float] | None = None, seed: int = 0,
-                 hang_seconds: float = 30.0, port: int = 0):
+                 hang_seconds: float = 30.0, port: int = 0, capacity: int | None = None, retry_after: float = 1.0):
+        """`capacity`: at most this many requests in service at once; one more is answered 429 at once,
+        with `Retry-After: retry_after` (a rate-limited provider, for the adaptive-concurrency benchmark)."""
+        self.capacity = capacity
+        self.retry_after = retry_after
+        self._serving = 0
         self.rng = random.Random(seed)
         self.latency = _latency_fn(latency, self.rng)
         self.faults = {k: v for k, v in (faults or {}).items() if v}
@@ -211,10 +218,29 @@ class StageServer:
             def do_GET(self):  # /stats: what the server did, for benchmarks in another process
                 st = server.stats
                 self._send(200, {"requests": st.requests, "faults": dict(st.faults), "busy_seconds": st.busy_seconds,
-                                 "max_in_flight": st.max_in_flight, "stages": dict(st.stages)})
+                                 "max_in_flight": st.max_in_flight, "admitted": st.admitted, "refused": st.refused,
+                                 "stages": dict(st.stages)})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if server.capacity is not None:
+                    with server._lock:
+                        full = server._serving >= server.capacity
+                        server.stats.requests += full
+                        server.stats.refused += full
+                        server._serving += not full
+                    if full:
+                        return self._send(429, {"error": {"message": "over capacity", "type": "rate_limit"}},
+                                          {"Retry-After": f"{server.retry_after:g}"})
+                    try:
+                        return self._serve(body)
+                    finally:
+                        with server._lock:
+                            server._serving -= 1
+                            server.stats.admitted += 1
+                return self._serve(body)
+
+            def _serve(self, body):
                 fault, delay = server._draw()
                 with server._lock:
                     server.stats.requests += 1
@@ -270,9 +296,12 @@ def main() -> None:
     parser.add_argument("--latency", default="0")
     parser.add_argument("--fault", action="append", default=[], help="NAME=RATE, e.g. 500=0.1")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--capacity", type=int, help="requests served at once; more are answered 429")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of an over-capacity 429 (s)")
     args = parser.parse_args()
     faults = {k: float(v) for k, v in (f.split("=") for f in args.fault)}
-    with StageServer(args.latency, faults, args.seed, port=args.port) as server:
+    with StageServer(args.latency, faults, args.seed, port=args.port, capacity=args.capacity,
+                     retry_after=args.retry_after) as server:
         print(server.url, flush=True)
         try:
             while True:

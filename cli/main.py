@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--near-duplicates", type=float, default=0.8, metavar="JACCARD",
                    help="a segment whose word shingles overlap an earlier one's this much (MinHash LSH) is a "
                         "`duplicate` and costs no LM call; 0 turns it off (exact duplicates are always caught)")
-    r.add_argument("--workers", type=int, default=4, help="segments processed concurrently")
+    r.add_argument("--workers", type=int, default=4, help="segments processed concurrently: the ceiling of LM "
+                                                         "calls in flight, which adapt below it to what the "
+                                                         "endpoint answers (429/503/timeouts halve them)")
+    r.add_argument("--fixed-concurrency", action="store_true",
+                   help="keep --workers calls in flight whatever the endpoint answers (LiteLLM retries instead)")
     r.add_argument("--limit", type=int, help="only the first N corpus items")
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
     r.add_argument("--seed", type=int, default=0, help="seed of --sample")
@@ -185,7 +189,7 @@ def cmd_run(args) -> int:
                     limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
                     program_path=args.program, track=not args.no_track, trace=args.trace,
                     experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress,
-                    near_duplicates=args.near_duplicates or None)
+                    near_duplicates=args.near_duplicates or None, adaptive=not args.fixed_concurrency)
     def preflight() -> None:
         for spec in {plan.default, *plan.stages.values()}:
             check_lm(spec)

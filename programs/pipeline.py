@@ -9,6 +9,7 @@ like the paper's (no refinement, no judge) or for corpora that need no filtering
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import dspy
@@ -45,6 +46,7 @@ class Stages:
     judge: bool = True
     strict_grounding: bool = False  # reject on G001 warnings too, not only count them
     parse_retries: int = 1  # re-ask a stage whose answer does not parse (a fresh, uncached call)
+    transient_retries: int = 0  # re-send a call refused as transient (429, 5xx, timeout); see call_stage
 
     @classmethod
     def parse(cls, spec: str) -> "Stages":
@@ -71,23 +73,34 @@ class StageStop(Exception):
         self.outcome, self.stage, self.reason, self.retryable = outcome, stage, reason, retryable
 
 
-def call_stage(stage: Stage, fn, retries: int = 0, **kwargs) -> dspy.Prediction:
+def call_stage(stage: Stage, fn, retries: int = 0, transient_retries: int = 0, **kwargs) -> dspy.Prediction:
     """Run one stage, turning what a model can do wrong into a typed stop.
 
     An answer that does not parse is asked again up to `retries` times under a new
     `rollout_id` (so not from the cache): a glitch (a cut-off body, an empty choice)
     recovers, while a model that cannot produce the format costs one call more.
+    A call refused as transient (rate limit, server error, timeout) is sent again up to
+    `transient_retries` times, after its Retry-After (at most 30 s) or else 0.5, 1, 2 ... s
+    (at most 8); under adaptive concurrency (programs/concurrency.py) the endpoint's limit
+    has already shrunk, so the retry waits its turn instead of adding to a storm. Past that,
+    the segment ends as a retryable `lm_error` that a rerun tries again.
     """
-    for attempt in range(retries + 1):
+    attempt = refused = 0
+    while True:
         try:
             return fn(**kwargs, config={"rollout_id": attempt} if attempt else None)
         except (AdapterParseError, ValidationError) as exc:
-            if attempt == retries:
+            if attempt >= retries:
                 raise StageStop("parse_error", stage, _one_line(exc)) from exc
+            attempt += 1
         except LMError as exc:
+            if isinstance(exc, TRANSIENT) and refused < transient_retries:
+                retry_after = getattr(exc, "retry_after", None)
+                time.sleep(min(30.0, float(retry_after)) if retry_after else min(8.0, 0.5 * 2 ** refused))
+                refused += 1
+                continue
             raise StageStop("lm_error", stage, f"{type(exc).__name__}: {_one_line(exc)}",
                             retryable=isinstance(exc, TRANSIENT)) from exc
-    raise AssertionError("unreachable")
 
 
 def stopped_or_done(run, text: str, segment_id: str, source: str, first_stage: Stage) -> SegmentResult:
@@ -130,16 +143,19 @@ class GEMPipeline(dspy.Module):
     def forward(self, text: str, segment_id: str = "", source: str = "") -> dspy.Prediction:
         return dspy.Prediction(result=stopped_or_done(self._run, text, segment_id, source, "filter"))
 
+    def _call(self, stage: Stage, fn, **kwargs) -> dspy.Prediction:
+        return call_stage(stage, fn, self.stages.parse_retries, self.stages.transient_retries, **kwargs)
+
     def _run(self, r: SegmentResult) -> None:
         text = r.segment.text
         if self.stages.filter:
-            r.labels = call_stage("filter", self.filter, self.stages.parse_retries, text=text).filter_labels
+            r.labels = self._call("filter", self.filter, text=text).filter_labels
             if not r.labels.is_procedural:
                 raise StageStop("filtered_out", "filter", f"not a multi-step procedure: {r.labels.summary}")
         else:
             r.labels = FilterLabels(is_procedural=True)
 
-        extracted = call_stage("extract", self.extract, self.stages.parse_retries, text=text,
+        extracted = self._call("extract", self.extract, text=text,
                                summary=r.labels.summary, domain=r.labels.domain)
         r.workflows = extracted.workflows
         r.notes += extracted.notes
@@ -149,7 +165,7 @@ class GEMPipeline(dspy.Module):
             reason = "; ".join(v.line() for v in bad_tools) or "no tools extracted"
             raise StageStop("rule_violations", "extract", reason)
 
-        generated = call_stage("generate", self.generate, self.stages.parse_retries, text=text, workflows=r.workflows,
+        generated = self._call("generate", self.generate, text=text, workflows=r.workflows,
                                tool_specs=extracted.tool_specs)
         r.draft, r.draft_patterns = generated.trajectory, generated.patterns
         final, r.patterns = generated.trajectory, generated.patterns
@@ -158,7 +174,7 @@ class GEMPipeline(dspy.Module):
             # Errors only: a grounding warning is a heuristic's doubt, and handing it to the refiner as
             # a fault made it rewrite natural user turns into ISO dates and exact codes.
             issues = [v.line() for v in errors(validate(r.draft.to_openai()))]
-            refined = call_stage("refine", self.refine, self.stages.parse_retries, text=text, workflows=r.workflows,
+            refined = self._call("refine", self.refine, text=text, workflows=r.workflows,
                                  tool_specs=extracted.tool_specs, conversation=generated.conversation,
                                  known_issues=issues)
             final, r.patterns = refined.trajectory, refined.patterns
@@ -186,7 +202,7 @@ def finish(r: SegmentResult, judge: Judge, stages: Stages) -> None:
         raise StageStop("rule_violations", "validate", f"{len(blocking)} violation(s): {', '.join(codes)}")
 
     if stages.judge:
-        r.judge = call_stage("judge", judge, stages.parse_retries, trajectory=final,
+        r.judge = call_stage("judge", judge, stages.parse_retries, stages.transient_retries, trajectory=final,
                              claimed_patterns=claimed).verdicts
         r.stage = "judge"
         r.pattern_evidence = verify(claimed, messages,

@@ -49,6 +49,7 @@ class RunConfig:
     corpus_options: CorpusOptions = field(default_factory=CorpusOptions)
     stages: Stages = field(default_factory=Stages)
     workers: int = 4
+    adaptive: bool = True  # AIMD on in-flight LM calls below `workers` (programs/concurrency.py)
     limit: int | None = None
     sample: int | None = None
     seed: int = 0
@@ -102,6 +103,8 @@ def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
           ) -> tuple[SegmentResult, dict[str, int], float]:
     started = time.perf_counter()
     hits = cache_hits()
+    if "callbacks" in settings:  # ours next to the global ones (MLflow's tracing under --trace)
+        settings = {**settings, "callbacks": [*(dspy.settings.callbacks or []), *settings["callbacks"]]}
     with dspy.context(**settings), dspy.track_usage() as tracker:
         try:
             result = run_segment(program, segment)
@@ -144,6 +147,20 @@ class Runner:
         self.bar = None
         self._done: set[str] = set()
 
+    def _adapt(self, program: dspy.Module, default_lm: dspy.LM) -> None:
+        """Hold every LM call to an adaptive limit; a refused call is retried by the stage, not by LiteLLM
+        (whose retries would hide the 429 from the limit and keep the storm going)."""
+        from dataclasses import replace
+
+        from gem_synth.programs.concurrency import AdaptiveConcurrency
+
+        self.concurrency = AdaptiveConcurrency(self.cfg.workers)
+        self.settings["callbacks"] = [self.concurrency]
+        for lm in {id(x): x for x in [default_lm, *(p.lm for _, p in program.named_predictors() if p.lm)]}.values():
+            lm.num_retries = 0
+        if hasattr(program, "stages"):
+            program.stages = replace(program.stages, transient_retries=self.plan.default.num_retries)
+
     def _manifest(self, phash: str) -> dict[str, Any]:
         return {"version": VERSION, "corpus": str(self.cfg.corpus), "stages": self.cfg.stages.names(),
                 "strict_grounding": self.cfg.stages.strict_grounding, "models": self.plan.public(),
@@ -175,6 +192,9 @@ class Runner:
         # max_history_size=0: over a large corpus that is memory that grows and O(n) pops per call.
         self.settings = dict(lm=default_lm, adapter=GEMJSONAdapter(), track_usage=True, disable_history=True,
                              max_trace_size=0)
+        self.concurrency = None
+        if cfg.adaptive:
+            self._adapt(program, default_lm)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
         meta = {"model": self.plan.default.model, "program_version": f"{VERSION} {type(program).__name__}",
@@ -234,8 +254,11 @@ class Runner:
                 self.bar.close()
         wall = time.perf_counter() - started
         with (self.out / "sessions.jsonl").open("a", encoding="utf-8") as fh:  # wall time adds up over resumes
-            fh.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
-                                 "segments": processed}) + "\n")
+            session = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
+                       "segments": processed}
+            if self.concurrency is not None and self.concurrency.limits:
+                session["concurrency"] = self.concurrency.snapshot()  # how far the endpoint let calls go
+            fh.write(json.dumps(session) + "\n")
         counts = write_tables(self.journal_path, self.out, self.cfg.format)
         summary = summarize(self.journal_path, this_run_wall_seconds=wall, this_run_segments=processed)
         if counts["trajectories"] + counts["rejects"] != summary.segments:

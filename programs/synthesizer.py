@@ -57,7 +57,8 @@ class Synthesizer(dspy.Module):
         return dspy.Prediction(result=stopped_or_done(self._run, text, segment_id, source, "synthesize"))
 
     def _run(self, r: SegmentResult) -> None:
-        out = call_stage("synthesize", self.synthesize, self.stages.parse_retries, text=r.segment.text)
+        out = call_stage("synthesize", self.synthesize, self.stages.parse_retries, self.stages.transient_retries,
+                         text=r.segment.text)
         r.labels = FilterLabels(is_procedural=out.is_procedural)
         r.notes += out.notes
         if not out.is_procedural:
