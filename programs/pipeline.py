@@ -77,8 +77,9 @@ def call_stage(stage: Stage, fn, retries: int = 0, transient_retries: int = 0, *
     """Run one stage, turning what a model can do wrong into a typed stop.
 
     An answer that does not parse is asked again up to `retries` times under a new
-    `rollout_id` (so not from the cache): a glitch (a cut-off body, an empty choice)
-    recovers, while a model that cannot produce the format costs one call more.
+    `rollout_id` and temperature 1 (so not from the cache, and not the same greedy answer
+    again): a glitch (a cut-off body, an empty choice) recovers, while a model that cannot
+    produce the format costs one call more.
     A call refused as transient (rate limit, server error, timeout) is sent again up to
     `transient_retries` times, after its Retry-After (at most 30 s) or else 0.5, 1, 2 ... s
     (at most 8); under adaptive concurrency (programs/concurrency.py) the endpoint's limit
@@ -88,7 +89,8 @@ def call_stage(stage: Stage, fn, retries: int = 0, transient_retries: int = 0, *
     attempt = refused = 0
     while True:
         try:
-            return fn(**kwargs, config={"rollout_id": attempt} if attempt else None)
+            # a re-ask is a fresh sample: a new rollout_id misses the cache, temperature 1 draws anew
+            return fn(**kwargs, config={"rollout_id": attempt, "temperature": 1.0} if attempt else None)
         except (AdapterParseError, ValidationError) as exc:
             if attempt >= retries:
                 raise StageStop("parse_error", stage, _one_line(exc)) from exc

@@ -31,9 +31,9 @@ type (C004) and no call without its required arguments (C005).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from gem_synth.signatures.chat import (
     AssistantMessage,
@@ -62,6 +62,17 @@ _SYSTEM = "The system prompt: the assistant's role, the current date and the dom
 _ROUNDS = "The conversation's rounds in order; each starts with the user and ends with the assistant's reply."
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("blank text: every message says something (rule E001)")
+    return text
+
+
+# Text of a message: at least one character that is not whitespace, checked on parse (a JSON Schema
+# pattern would cost llama.cpp's grammar its length bound), so a blank message does not parse (E001).
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
 class CallDraft(BaseModel):
     """One tool call as a model writes it: no id (the program numbers calls), arguments as an object."""
 
@@ -83,7 +94,7 @@ class ToolStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     call: CallDraft
-    result: str = Field(description=_RESULT)
+    result: Text = Field(description=_RESULT)
 
 
 class TextStep(BaseModel):
@@ -91,7 +102,7 @@ class TextStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    say: str = Field(min_length=1, description=_SAY)
+    say: Text = Field(min_length=1, description=_SAY)
 
 
 class Round(BaseModel):
@@ -99,9 +110,9 @@ class Round(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, description=_USER)
+    user: Text = Field(min_length=1, description=_USER)
     steps: list[Union[ToolStep, TextStep]] = Field(default_factory=list, description=_STEPS)
-    reply: str = Field(min_length=1, description=_REPLY)
+    reply: Text = Field(min_length=1, description=_REPLY)
 
 
 class Conversation(BaseModel):
@@ -109,7 +120,7 @@ class Conversation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    system: str = Field(min_length=1, description=_SYSTEM)
+    system: Text = Field(min_length=1, description=_SYSTEM)
     rounds: list[Round] = Field(min_length=1, description=_ROUNDS)
 
     def to_messages(self) -> list[Message]:
