@@ -61,7 +61,7 @@ def _typed_enum(values: list[str], json_type: str) -> list:
     model (strict structured output wants one item type) and must be integers in the schema, or every
     call fails it (C004). Values that do not convert are dropped."""
     if json_type not in ("integer", "number"):
-        return list(values)
+        return list(dict.fromkeys(values))  # an enum lists each value once (a repeated one is T004)
     out = []
     for value in values:
         try:
@@ -73,7 +73,7 @@ def _typed_enum(values: list[str], json_type: str) -> list:
                 out.append(int(number))
         else:
             out.append(int(number) if number.is_integer() else number)
-    return out
+    return list(dict.fromkeys(out))
 
 
 class ToolSpec(BaseModel):

@@ -27,7 +27,7 @@ from tests.scripted import ScriptedEngine, http_responder
 SPECS = [ToolSpec(**s) for s in TOOL_SPECS]
 # Every parameter shape a model can declare: arrays of enums and of arrays, objects, integer enums.
 ODD = ToolSpec(name="tag_claim", description="Tag a claim.", kind="write", parameters=[
-    ToolParameter(name="tags", type="array", items_type="string", enum=["urgent", "dental"], description="t",
+    ToolParameter(name="tags", type="array", items_type="string", enum=["urgent", "dental", "urgent"], description="t",
                   required=True),
     ToolParameter(name="matrix", type="array", items_type="array", description="m", required=False),
     ToolParameter(name="meta", type="object", description="free-form", required=False),
