@@ -86,7 +86,7 @@ def test_diversity_on_real_trajectories():
                for i, r in enumerate(sample)]
     d = diversity(records + [{**records[0], "id": "copy"}])  # one tool-set design and request repeated
     assert d["domains"] == 3 and d["task_categories"] == 1 and d["tool_names"] > 100
-    assert d["tool_set_designs"] == len(sample) and d["largest_tool_set_share"] == pytest.approx(2 / 15)
+    assert d["tool_set_designs"] == len(sample) and d["largest_tool_set_share"] == pytest.approx(2 / (len(sample) + 1))
     assert d["first_request_clusters"] == len(sample)
 
 
