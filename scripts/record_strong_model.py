@@ -10,9 +10,11 @@ How the fixtures are made (see README, "Recorded answers"):
         --api-base http://127.0.0.1:8931/v1 --timeout 7200 --num-retries 0 --workers 8 --no-track
     .venv/bin/python scripts/record_strong_model.py /tmp/relay-q tests/recordings/strong-model.jsonl
 
-Recorded again on 2026-11-30 for it-password-reset.md alone (an HTML file named .md, now
-read as HTML): the same commands on a folder holding only that file, with the old
-judge answers for it left out by --drop-requests 65,81.
+Recorded again on 2026-11-30 in the shapes of issue 16 (conversations in rounds, refinement
+as extend + rewrite): both runs above at once (pipeline --workers 5, synthesizer
+--workers 4), eight helpers answering, 129 requests in about 14 minutes. A text recorded
+again alone (a corpus file read differently) takes the same commands on a folder holding
+only that file, with the old judge answers for it left out by --drop-requests.
 
 Every request of a gem-synth stage in the queue becomes one recorded answer, keyed by
 stage and input (programs/replay.py). The meta line names the model as what it is: a
