@@ -161,7 +161,8 @@ def build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
     from gem_synth.programs.adapter import CONSTRAIN_MODES
 
     if spec.constrain not in CONSTRAIN_MODES:
-        raise ModelError(f"--constrain {spec.constrain!r}: choose one of {', '.join(CONSTRAIN_MODES)}")
+        raise ModelError(f"constrain {spec.constrain!r} (--constrain or [lm] constrain): choose one of "
+                         f"{', '.join(CONSTRAIN_MODES)}")
     lm = _build_lm(spec, cache)
     lm.gem_constrain = spec.constrain
     return lm

@@ -220,3 +220,15 @@ def test_the_embedded_engine_asks_for_calls_and_keeps_within_its_caps():
 
 def test_the_new_rule_is_documented():
     assert RULES["O006"].severity == "error" and RULES["O006"].rule_set == "gem"
+
+
+def test_an_unknown_constrain_mode_is_one_line(tmp_path, capsys):
+    from gem_synth.cli.main import main
+
+    config = tmp_path / "lm.toml"
+    config.write_text('[lm]\nconstrain = "bogus"\n')
+    corpus = tmp_path / "a.md"
+    corpus.write_text(PROCEDURE)
+    assert main(["run", str(corpus), "--out", str(tmp_path / "o"), "--config", str(config), "--no-track"]) == 2
+    assert capsys.readouterr().err == ("gem-synth: error: constrain 'bogus' (--constrain or [lm] constrain): "
+                                       "choose one of auto, schema, json, off\n")
