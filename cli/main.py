@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "`duplicate` and costs no LM call; 0 turns it off (exact duplicates are always caught)")
     r.add_argument("--workers", type=int, default=4, help="segments processed concurrently: the ceiling of LM "
                                                          "calls in flight, which adapt below it to what the "
-                                                         "endpoint answers (429/503/timeouts halve them)")
+                                                         "endpoint answers (429/503/timeouts cut them by a quarter)")
     r.add_argument("--fixed-concurrency", action="store_true",
                    help="keep --workers calls in flight whatever the endpoint answers (LiteLLM retries instead)")
     r.add_argument("--limit", type=int, help="only the first N corpus items")

@@ -67,7 +67,7 @@ def capped(schema: Any, max_items: int, max_string: int, item_caps: dict[str, in
         return schema
     out = dict(schema)
     if calls_only and isinstance(out.get("anyOf"), list):
-        kept = [alt for alt in out["anyOf"] if not _is_text_step(alt, schema)]
+        kept = [alt for alt in out["anyOf"] if not _is_text_step(alt)]
         if kept and len(kept) < len(out["anyOf"]):
             out["anyOf"] = kept
             schema = out
@@ -95,7 +95,7 @@ def capped(schema: Any, max_items: int, max_string: int, item_caps: dict[str, in
     return out
 
 
-def _is_text_step(alternative: Any, schema: dict) -> bool:
+def _is_text_step(alternative: Any) -> bool:
     """An anyOf alternative that is signatures.conversation.TextStep (inline or by `$ref`)."""
     if not isinstance(alternative, dict):
         return False

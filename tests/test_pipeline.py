@@ -13,7 +13,17 @@ from gem_synth.signatures import (
     WorkflowExtraction,
 )
 from gem_synth.signatures.records import Segment
-from tests.fixtures import CONVERSATION, PROCEDURE, STORY, TOOL_SPECS, TURNS, conversation_with, handlers, verdicts
+from tests.fixtures import (
+    BROKEN,
+    CONVERSATION,
+    PROCEDURE,
+    STORY,
+    TOOL_SPECS,
+    TURNS,
+    conversation_with,
+    handlers,
+    verdicts,
+)
 from tests.scripted import scripted_lm, server_error
 
 
@@ -87,12 +97,8 @@ def test_wrongly_typed_output_is_a_parse_error():
     assert "Adapter" not in result.reason and not result.reason.endswith("...")
 
 
-def _without_calls(conversation: dict) -> dict:
-    return {**conversation, "rounds": [{**r, "steps": []} for r in conversation["rounds"]]}
-
-
 def test_refined_trajectory_with_rule_violations_is_rejected_with_codes():
-    answer = {"refined_trajectory": _without_calls(CONVERSATION), "patterns_used": []}
+    answer = {"refined_trajectory": BROKEN, "patterns_used": []}
     result, engine = run(PROCEDURE, {ComplexityRefinement: lambda i: answer})
     assert (result.outcome, result.stage) == ("rule_violations", "validate")
     assert {v.code for v in result.violations} == {"O006"}
@@ -155,7 +161,7 @@ def test_draft_violations_reach_the_refiner_as_known_issues():
         seen["issues"] = inputs["known_issues"]
         return {"refined_trajectory": CONVERSATION, "patterns_used": []}
 
-    result, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: {"trajectory": _without_calls(CONVERSATION),
+    result, _ = run(PROCEDURE, {TrajectoryGeneration: lambda i: {"trajectory": BROKEN,
                                                                  "patterns_used": []},
                                 ComplexityRefinement: refine})
     assert result.outcome == "accepted"
