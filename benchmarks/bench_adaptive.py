@@ -2,7 +2,7 @@
 
 A stage server admits N requests at once and answers 429 (Retry-After) to any more, like a
 provider's concurrency limit. The same corpus runs through `gem-synth run` with 4N workers,
-adaptive (the default: AIMD below the ceiling, programs/concurrency.py) and fixed
+adaptive (the default: AIMD below the ceiling, backends/concurrency.py) and fixed
 (`--fixed-concurrency`: 4N calls in flight, LiteLLM retrying each refusal), and with N
 fixed workers as the ideal. Goodput is admitted requests per second over the N / latency
 the endpoint can serve.
@@ -25,7 +25,7 @@ from benchmarks.common import machine, plan, run_config, server_process, server_
 
 
 def one(n: int, workers: int, capacity: int, latency: float, adaptive: bool, retries: int) -> list:
-    from gem_synth.programs.runner import run
+    from gem_synth.running.runner import run
 
     with tempfile.TemporaryDirectory() as tmp, server_process(str(latency), capacity=capacity) as url:
         corpus = write_corpus(Path(tmp) / "corpus.jsonl", n)

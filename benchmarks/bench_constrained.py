@@ -26,7 +26,7 @@ REACHED_GENERATION = {"generate", "refine", "validate", "judge"}
 def _rows(run: Path) -> list[dict]:
     """The journal's final result per segment (the run's own accounting)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from gem_synth.programs.dataset_io import final_entries
+    from gem_synth.running.tables import final_entries
 
     return [e for e in final_entries(run / "journal.jsonl")]
 

@@ -22,7 +22,7 @@ from benchmarks.common import ROOT, machine
 
 
 def measure(n: int) -> dict:
-    from gem_synth.programs.dedup import NearDuplicateIndex
+    from gem_synth.running.dedup import NearDuplicateIndex
 
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(20_000)]

@@ -23,7 +23,7 @@ from benchmarks.stage_server import FAULTS
 
 
 def one(n: int, workers: int, faults: dict[str, float], timeout: float, retries: int) -> list:
-    from gem_synth.programs.runner import run
+    from gem_synth.running.runner import run
 
     with tempfile.TemporaryDirectory() as tmp, server_process("0.05", faults, seed=7) as url:
         corpus = write_corpus(Path(tmp) / "corpus.jsonl", n)

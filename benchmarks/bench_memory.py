@@ -22,7 +22,7 @@ from benchmarks.common import ROOT, machine, plan, run_config, server_process, s
 
 
 def child(corpus: str, out: str, url: str, workers: int) -> None:
-    import gem_synth.programs.runner as runner
+    import gem_synth.running.runner as runner
 
     loop_peak = []
     write_tables = runner.write_tables

@@ -36,9 +36,9 @@ def _timed(name, fn):
 
 @contextmanager
 def instrumented():
-    import gem_synth.programs.journal as journal
+    import gem_synth.running.journal as journal
     import gem_synth.programs.pipeline as pipeline
-    import gem_synth.programs.runner as runner
+    import gem_synth.running.runner as runner
     import gem_synth.programs.stages as stages
 
     patched = [(stages.Filter, "forward", "filter"), (stages.Extract, "forward", "extract"),
@@ -57,7 +57,7 @@ def instrumented():
 
 
 def measure(latency: float, n: int) -> tuple[float, float, dict[str, float]]:
-    from gem_synth.programs.runner import run
+    from gem_synth.running.runner import run
 
     CPU.clear()
     with tempfile.TemporaryDirectory() as tmp, server_process(str(latency)) as url:

@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8,16,32,64")
     parser.add_argument("--per-worker", type=int, default=4, help="segments per worker")
     args = parser.parse_args()
-    from gem_synth.programs.runner import run
+    from gem_synth.running.runner import run
 
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:

@@ -50,9 +50,9 @@ def write_corpus(path: Path, n: int, procedural: bool = True) -> Path:
 
 def run_config(corpus: Path, out: Path, workers: int, stages: str = "filter,extract,generate,refine,validate,judge",
                adaptive: bool = True):
-    from gem_synth.programs.corpus import CorpusOptions
+    from gem_synth.running.corpus import CorpusOptions
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import RunConfig
+    from gem_synth.running.runner import RunConfig
 
     return RunConfig(corpus=str(corpus), out=out, corpus_options=CorpusOptions(), stages=Stages.parse(stages),
                      workers=workers, track=False, progress=False, cache_dir=str(out / ".cache"),
@@ -61,7 +61,7 @@ def run_config(corpus: Path, out: Path, workers: int, stages: str = "filter,extr
 
 
 def plan(url: str, timeout: float | None = None, retries: int = 3):
-    from gem_synth.programs.models import plan_models
+    from gem_synth.backends.models import plan_models
 
     return plan_models({"model": "hosted_vllm/bench", "api_base": url, "api_key": "bench", "timeout": timeout,
                         "num_retries": retries}, {}, {})

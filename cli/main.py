@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "endpoint answers (429/503/timeouts cut them by a quarter)")
     r.add_argument("--fixed-concurrency", action="store_true",
                    help="keep --workers calls in flight whatever the endpoint answers (LiteLLM retries instead)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: threads in this process; ray: a Ray Dataset over a cluster (pip install 'ray[data]'), "
+                        "same tables, resume and duplicates")
+    r.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --engine ray: an existing cluster (auto, HOST:PORT, ray://HOST:10001); "
+                        "default: a local cluster started for the run")
+    r.add_argument("--ray-actors", type=int, metavar="N",
+                   help="with --engine ray: worker processes sharing --workers (default: one per CPU, at most --workers)")
     r.add_argument("--limit", type=int, help="only the first N corpus items")
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
     r.add_argument("--seed", type=int, default=0, help="seed of --sample")
@@ -130,7 +138,7 @@ def _version() -> str:
 
 
 def _plan(args):
-    from gem_synth.programs.models import load_config, plan_models
+    from gem_synth.backends.models import load_config, plan_models
 
     cli = {k: getattr(args, k) for k in ("model", "api_base", "api_key", "temperature", "max_tokens",
                                          "num_retries", "timeout", "constrain")}
@@ -146,7 +154,7 @@ def cmd_validate(args) -> int:
 
 
 def _export(source, fmt: str, out: Path, split: str = "train") -> None:
-    from gem_synth.programs.exports import load_trajectories, write_export
+    from gem_synth.running.exports import load_trajectories, write_export
     from gem_synth.signatures import TrajectorySynthesis
 
     report = write_export(load_trajectories(source, split), fmt, out, TrajectorySynthesis.instructions)
@@ -156,7 +164,7 @@ def _export(source, fmt: str, out: Path, split: str = "train") -> None:
 
 
 def cmd_view(args) -> int:
-    from gem_synth.programs.viewer import serve, write_report
+    from gem_synth.running.viewer import serve, write_report
 
     path = write_report(args.run, args.out)
     print(f"report: {path}  (open it in a browser; no server needed)")
@@ -171,14 +179,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from gem_synth.programs.corpus import CorpusOptions, read_corpus
-    from gem_synth.programs.models import check_lm
+    from gem_synth.running.corpus import CorpusOptions, read_corpus
+    from gem_synth.backends.models import check_lm
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import RunConfig, run
+    from gem_synth.running.runner import RunConfig, run
 
     stages = replace(Stages.parse(args.stages), strict_grounding=args.strict_grounding)
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if args.engine != "ray" and (args.ray_address or args.ray_actors):
+        raise ValueError("--ray-address and --ray-actors need --engine ray")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ValueError("--ray-actors must be at least 1")
     if not 0 <= args.near_duplicates <= 1:
         raise ValueError(f"--near-duplicates must be between 0 and 1, got {args.near_duplicates}")
     options = CorpusOptions(segment_words=args.segment_words, text_field=args.text_field,
@@ -189,7 +201,8 @@ def cmd_run(args) -> int:
                     limit=args.limit, sample=args.sample, seed=args.seed, format=args.format,
                     program_path=args.program, track=not args.no_track, trace=args.trace,
                     experiment=args.experiment, cache_dir=args.cache_dir, progress=not args.no_progress,
-                    near_duplicates=args.near_duplicates or None, adaptive=not args.fixed_concurrency)
+                    near_duplicates=args.near_duplicates or None, adaptive=not args.fixed_concurrency,
+                    engine=args.engine, ray_address=args.ray_address, ray_actors=args.ray_actors)
     def preflight() -> None:
         for spec in {plan.default, *plan.stages.values()}:
             check_lm(spec)
@@ -220,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --version and --help answer before DSPy and LiteLLM load
     from gem_synth.cli import optimize
     from gem_synth.optimizers.distil import FinetuneUnavailable
-    from gem_synth.programs.corpus import CorpusError
-    from gem_synth.programs.models import ModelError
-    from gem_synth.programs.runner import RunError
+    from gem_synth.running.corpus import CorpusError
+    from gem_synth.backends.models import ModelError
+    from gem_synth.running.runner import RunError
 
     handlers = {"validate": cmd_validate, "run": cmd_run, "export": cmd_export, "view": cmd_view, "compile": lambda a: optimize.cmd_compile(a, _plan(a)),
                 "eval": lambda a: optimize.cmd_eval(a, _plan(a)), "compare": optimize.cmd_compare,

@@ -83,9 +83,9 @@ def _common(p: argparse.ArgumentParser, add_model_options) -> None:
 
 
 def _setup(args, plan):
-    from gem_synth.programs.models import assign_models, check_lm, configure_cache
+    from gem_synth.backends.models import assign_models, check_lm, configure_cache
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import build_program
+    from gem_synth.running.runner import build_program
 
     for spec in {plan.default, *plan.stages.values()}:
         check_lm(spec)
@@ -102,7 +102,7 @@ def _setup(args, plan):
 
 def _params(args, plan, program, devset, extra: dict[str, Any]) -> dict[str, Any]:
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import program_hash
+    from gem_synth.running.runner import program_hash
 
     return {**plan.public(), "stages": args.stages, "devset": args.devset, "devset.size": len(devset),
             "program": args.program or "default", "program_hash": program_hash(program, Stages.parse(args.stages)),
@@ -116,7 +116,7 @@ def _track(args, name: str, params: dict[str, Any]):
         return contextlib.nullcontext()
     import mlflow
 
-    from gem_synth.programs.tracking import tracked_run
+    from gem_synth.running.tracking import tracked_run
 
     mlflow.dspy.autolog(log_traces=False, log_compiles=True, log_evals=True)
     return tracked_run(args.experiment, name, params)
@@ -137,16 +137,16 @@ def _log(evaluation, prefix: str, program, enabled: bool) -> None:
 def cmd_compile(args, plan) -> int:
     from gem_synth.optimizers.compile import Budget, check_budget, compile_program, prompts
     from gem_synth.optimizers.evaluate import evaluate
-    from gem_synth.programs.corpus import load_examples
+    from gem_synth.running.corpus import load_examples
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import program_hash
+    from gem_synth.running.runner import program_hash
 
     trainset = load_examples(args.trainset, limit=args.limit)
     devset = load_examples(args.devset, limit=args.limit)
     program, lm = _setup(args, plan)
     reflection = None
     if args.reflection_lm:
-        from gem_synth.programs.models import ModelSpec, build_lm
+        from gem_synth.backends.models import ModelSpec, build_lm
 
         reflection = build_lm(ModelSpec(model=args.reflection_lm))
     budget = Budget(max_demos=args.max_demos, threshold=args.threshold, candidates=args.candidates,
@@ -189,9 +189,9 @@ def cmd_compile(args, plan) -> int:
 
 def cmd_eval(args, plan) -> int:
     from gem_synth.optimizers.evaluate import evaluate_with_cost, side_by_side
-    from gem_synth.programs.corpus import load_examples
+    from gem_synth.running.corpus import load_examples
     from gem_synth.programs.pipeline import Stages
-    from gem_synth.programs.runner import build_program
+    from gem_synth.running.runner import build_program
 
     devset = load_examples(args.devset, limit=args.limit)
     program, _ = _setup(args, plan)
@@ -225,8 +225,8 @@ def cmd_distil(args, plan) -> int:
     from gem_synth.optimizers.compile import Budget, prompts
     from gem_synth.optimizers.distil import distil_prompt, pairs_from_run, sft_rows
     from gem_synth.optimizers.evaluate import evaluate
-    from gem_synth.programs.corpus import load_examples
-    from gem_synth.programs.dataset_io import save_rows
+    from gem_synth.running.corpus import load_examples
+    from gem_synth.running.tables import save_rows
     from gem_synth.programs.synthesizer import SYNTHESIZER
 
     pairs = [p for run in args.teacher_run for p in pairs_from_run(run, negatives=not args.no_negatives)]

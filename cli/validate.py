@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from gem_synth.programs.dataset_io import NotJSON, UnreadableInput, json_records
+from gem_synth.running.tables import NotJSON, UnreadableInput, json_records
 from gem_synth.programs.validator import RULES, errors, validate, violation
 
 __all__ = ["UnreadableInput", "run_validate"]

@@ -10,7 +10,7 @@
        assistant  JSON: {"is_procedural": bool, "tools": [OpenAI tools],
                          "messages": [OpenAI messages], "patterns": [...]}
 
-   a `messages` column that TRL's SFTTrainer takes as it is (`programs.exports`
+   a `messages` column that TRL's SFTTrainer takes as it is (`running.exports`
    holds the serialisation and `parse_sft_answer`, its inverse). DSPy's BootstrapFinetune
    cannot build these pairs (teacher and student must share predictor names), hence
    they are built explicitly here.
@@ -25,8 +25,8 @@ from typing import Any
 import dspy
 
 from gem_synth.optimizers.compile import Budget, compile_program
-from gem_synth.programs.dataset_io import final_entries
-from gem_synth.programs.exports import sft_messages
+from gem_synth.running.tables import final_entries
+from gem_synth.running.exports import sft_messages
 from gem_synth.programs.synthesizer import Synthesizer
 from gem_synth.signatures import TrajectorySynthesis
 from gem_synth.signatures.conversation import Conversation
@@ -71,7 +71,7 @@ def distil_prompt(pairs: list[dspy.Example], devset: list[dspy.Example] | None =
 
 
 def sft_rows(pairs: list[dspy.Example]) -> list[dict[str, Any]]:
-    """The pairs as the synthesizer's chats (see programs.exports.sft_messages)."""
+    """The pairs as the synthesizer's chats (see running.exports.sft_messages)."""
     rows = []
     for p in pairs:
         answer = {"is_procedural": p.is_procedural, "tools": [spec.to_tool().to_openai() for spec in p.tools],

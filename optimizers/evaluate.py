@@ -80,8 +80,8 @@ class _Metered(dspy.Module):
         self.program = program
 
     def forward(self, **inputs):
-        from gem_synth.programs.models import cache_hits
-        from gem_synth.programs.runner import usage_of
+        from gem_synth.backends.models import cache_hits
+        from gem_synth.running.runner import usage_of
 
         hits = cache_hits()
         with dspy.track_usage() as tracker:

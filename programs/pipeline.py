@@ -82,7 +82,7 @@ def call_stage(stage: Stage, fn, retries: int = 0, transient_retries: int = 0, *
     produce the format costs one call more.
     A call refused as transient (rate limit, server error, timeout) is sent again up to
     `transient_retries` times, after its Retry-After (at most 30 s) or else 0.5, 1, 2 ... s
-    (at most 8); under adaptive concurrency (programs/concurrency.py) the endpoint's limit
+    (at most 8); under adaptive concurrency (backends/concurrency.py) the endpoint's limit
     has already shrunk, so the retry waits its turn instead of adding to a storm. Past that,
     the segment ends as a retryable `lm_error` that a rerun tries again.
     """

@@ -17,7 +17,7 @@ again alone (a corpus file read differently) takes the same commands on a folder
 only that file, with the old judge answers for it left out by --drop-requests.
 
 Every request of a gem-synth stage in the queue becomes one recorded answer, keyed by
-stage and input (programs/replay.py). The meta line names the model as what it is: a
+stage and input (backends/replay.py). The meta line names the model as what it is: a
 strong-model stand-in, capable models answering through the relay.
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gem_synth.programs.corpus import read_corpus  # noqa: E402
-from gem_synth.programs.replay import recording_rows_from_relay, text_key  # noqa: E402
+from gem_synth.running.corpus import read_corpus  # noqa: E402
+from gem_synth.backends.replay import recording_rows_from_relay, text_key  # noqa: E402
 
 
 def main() -> int:

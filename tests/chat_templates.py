@@ -14,7 +14,7 @@ import itertools
 import json
 from typing import Any
 
-from gem_synth.programs.exports import for_template
+from gem_synth.running.exports import for_template
 from gem_synth.programs.validator import leaves
 
 FORMS = [dict(arguments=a, ids=i, split_parallel=s, empty_content=e, text_beside_calls=t)

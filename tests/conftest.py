@@ -8,6 +8,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DSPY_CACHEDIR", os.path.join(_scratch, "dspy-cache"))
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.join(_scratch, 'mlflow.db')}")
 os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_scratch, "hf-datasets"))
+# The `ray_cluster` fixture's `ray start` turns on token authentication, and Ray reads the mode of
+# its clients once, when first imported (test collection imports it): they must say so from the start.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 import subprocess  # noqa: E402
@@ -36,3 +39,25 @@ def sdist(tmp_path_factory):
                 member.name = Path(member.name).name
                 tar.extract(member, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs (`ray start --head`), its address for `--ray-address`.
+    Started once for the session; `ray stop` at the end. Skipped when Ray is not installed."""
+    import shutil
+    import socket
+
+    pytest.importorskip("ray")
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    with socket.socket() as sock:  # a free port for the cluster's GCS
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard",
+                    "false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gem_synth.cli.main import main
-from gem_synth.programs.corpus import CorpusOptions, Unreadable, read_corpus, segment_text
+from gem_synth.running.corpus import CorpusOptions, Unreadable, read_corpus, segment_text
 from tests.fixtures import openai_record
 
 

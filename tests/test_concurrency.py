@@ -9,7 +9,7 @@ from dspy.utils.exceptions import LMRateLimitError, LMServerError
 
 from benchmarks.stage_server import StageServer
 from gem_synth.cli.main import main
-from gem_synth.programs.concurrency import AdaptiveConcurrency, AdaptiveLimit, is_overload
+from gem_synth.backends.concurrency import AdaptiveConcurrency, AdaptiveLimit, is_overload
 
 
 class Clock:

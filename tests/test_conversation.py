@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from gem_synth.programs.adapter import GEMJSONAdapter, decoding_mode, output_schema
-from gem_synth.programs.exports import to_sharegpt
-from gem_synth.programs.local_engine import capped
-from gem_synth.programs.models import ModelSpec, build_lm
+from gem_synth.running.exports import to_sharegpt
+from gem_synth.backends.embedded import capped
+from gem_synth.backends.models import ModelSpec, build_lm
 from gem_synth.programs.pipeline import GEMPipeline
 from gem_synth.programs.toolset import normalise_tools
 from gem_synth.programs.validator import RULES, errors, validate

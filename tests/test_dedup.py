@@ -7,7 +7,7 @@ import datasets
 import pytest
 
 from gem_synth.cli.main import main
-from gem_synth.programs.dedup import NearDuplicateIndex, clusters, shingles
+from gem_synth.running.dedup import NearDuplicateIndex, clusters, shingles
 from tests.fake_openai import FakeOpenAIServer
 from tests.fixtures import PROCEDURE, STORY, handlers
 from tests.scripted import ScriptedEngine, http_responder
@@ -77,7 +77,7 @@ def test_near_duplicate_detection_can_be_turned_off(env):
 
 
 def test_diversity_on_real_trajectories():
-    from gem_synth.programs.summary import diversity
+    from gem_synth.running.summary import diversity
 
     sample = [json.loads(line) for line in (env_root() / "examples" / "sample-output" / "trajectories.jsonl")
               .read_text().splitlines()]

@@ -6,7 +6,7 @@ import datasets
 import pytest
 
 from gem_synth.cli.main import main
-from gem_synth.programs.corpus import Unreadable, read_corpus
+from gem_synth.running.corpus import Unreadable, read_corpus
 from tests.fixtures import PROCEDURE, STORY
 
 RECORDED = "examples/corpus/gym-membership.md"

@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from gem_synth.cli.main import main
-from gem_synth.programs.exports import canonical, for_template, hermes_calls, write_export
+from gem_synth.running.exports import canonical, for_template, hermes_calls, write_export
 from gem_synth.signatures import RelevanceFilter, TrajectoryGeneration, WorkflowExtraction
 from tests.fake_openai import FakeOpenAIServer
 from tests.fixtures import CONVERSATION, PROCEDURE, TOOL_SPECS, WORKFLOWS, handlers
@@ -252,7 +252,7 @@ def test_sharegpt_export_groups_parallel_results_of_imported_data(tmp_path):
 
 
 def test_gem_sft_export(run_dir, tmp_path):
-    from gem_synth.programs.exports import parse_sft_answer
+    from gem_synth.running.exports import parse_sft_answer
 
     assert main(["export", "--format", "gem-sft", str(run_dir), str(tmp_path / "sft")]) == 0
     rows = datasets.load_from_disk(str(tmp_path / "sft"))

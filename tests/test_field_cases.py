@@ -13,7 +13,7 @@ import datasets
 import pytest
 
 from gem_synth.cli.main import main
-from gem_synth.programs.exports import FORMATS, SHAREGPT_TEXT_DROPPED, for_template, hermes_calls, to_hermes, to_sharegpt, write_export
+from gem_synth.running.exports import FORMATS, SHAREGPT_TEXT_DROPPED, for_template, hermes_calls, to_hermes, to_sharegpt, write_export
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "datasets"
 pytestmark = pytest.mark.skipif(not CASES.is_dir(), reason="../shared/cases is beside the project on development machines")

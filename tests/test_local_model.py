@@ -16,8 +16,8 @@ import pytest
 
 from gem_synth.cli.main import main
 from gem_synth.programs.adapter import GEMJSONAdapter
-from gem_synth.programs.local_engine import LlamaCppEngine, capped
-from gem_synth.programs.models import ModelSpec, build_lm
+from gem_synth.backends.embedded import LlamaCppEngine, capped
+from gem_synth.backends.models import ModelSpec, build_lm
 from gem_synth.programs.validator import errors, validate
 from gem_synth.signatures import (
     ComplexityRefinement,

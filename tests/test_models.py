@@ -7,7 +7,7 @@ import dspy
 import pytest
 
 from gem_synth.programs.adapter import GEMJSONAdapter
-from gem_synth.programs.models import (
+from gem_synth.backends.models import (
     ModelError,
     ModelSpec,
     build_lm,

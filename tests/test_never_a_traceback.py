@@ -12,7 +12,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gem_synth.programs.exports import FORMATS, export_rows, for_template
+from gem_synth.running.exports import FORMATS, export_rows, for_template
 from gem_synth.programs.validator import RULES, validate
 from tests.fixtures import openai_record
 

@@ -146,7 +146,7 @@ def test_cost_numbers_tell_cached_from_paid_and_add_up_over_sessions(env):
 
 
 def test_wall_time_adds_up_over_resumed_sessions(env):
-    from gem_synth.programs.summary import summarize
+    from gem_synth.running.summary import summarize
 
     tmp, _ = env
     run = tmp / "run"
@@ -236,7 +236,7 @@ def test_a_jsonl_corpus_without_the_text_field_stops_in_one_line(env):
 
 def test_a_failed_provider_finetune_job_is_one_line(env, monkeypatch):
     tmp, cli = env
-    from gem_synth.programs.dataset_io import save_rows
+    from gem_synth.running.tables import save_rows
 
     save_rows([{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}], tmp / "sft")
 

@@ -3,7 +3,7 @@
 import io
 
 from gem_synth.cli.main import main
-from gem_synth.programs.progress import Progress, count
+from gem_synth.running.progress import Progress, count
 
 
 class Clock:

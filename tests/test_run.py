@@ -69,18 +69,26 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(params=["local", "ray"])
+def engine(request):
+    """The engine's CLI arguments: threads in this process, or the Ray engine on a 2-CPU local cluster."""
+    if request.param == "local":
+        return []
+    return ["--engine", "ray", "--ray-address", request.getfixturevalue("ray_cluster")]
+
+
 def run_cli(server, corpus, out, *extra):
     return main(["run", str(corpus), "--out", str(out), "--lm", "hosted_vllm/scripted", "--api-base", server.url,
                  "--api-key", "sk-secret-test-key", "--num-retries", "0", "--no-progress", "--workers", "3",
                  "--cache-dir", os.environ["DSPY_CACHEDIR"], "--near-duplicates", "0", *extra])
 
 
-def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
+def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys, engine):
     corpus = make_corpus(env / "corpus")
     outage = {"on": True}
-    engine = ScriptedEngine(outcome_handlers(outage))
-    with FakeOpenAIServer(http_responder(engine)) as server:
-        assert run_cli(server, corpus, env / "out") == 0
+    scripted = ScriptedEngine(outcome_handlers(outage))
+    with FakeOpenAIServer(http_responder(scripted)) as server:
+        assert run_cli(server, corpus, env / "out", *engine) == 0
         first_requests = len(server.requests)
 
         trajectories = datasets.load_from_disk(str(env / "out" / "trajectories"))
@@ -111,7 +119,7 @@ def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
 
         # Rerun: only the transient LM error is tried again; the healed server accepts it.
         outage["on"] = False
-        assert run_cli(server, corpus, env / "out") == 0
+        assert run_cli(server, corpus, env / "out", *engine) == 0
         rerun_requests = server.requests[first_requests:]
         assert rerun_requests[0]["body"]["messages"][-1]["content"] == "Reply with the word OK."  # pre-flight
         assert {json.dumps(r["body"]["messages"][-1]["content"]).count("OUTAGE") > 0
@@ -121,7 +129,7 @@ def test_every_outcome_is_accounted_for_and_a_rerun_costs_nothing(env, capsys):
 
         # A completed run, rerun: no LM call at all, not even the pre-flight check.
         before = len(server.requests)
-        assert run_cli(server, corpus, env / "out") == 0
+        assert run_cli(server, corpus, env / "out", *engine) == 0
         assert len(server.requests) == before
 
 
@@ -182,7 +190,7 @@ with FakeOpenAIServer(slow) as server:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(env, sig):
+def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(env, sig, engine):
     corpus = env / "corpus"
     corpus.mkdir()
     for i in range(12):
@@ -193,7 +201,7 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(
         url = server.stdout.readline().strip()
         cmd = [sys.executable, "-m", "gem_synth.cli", "run", str(corpus), "--out", str(env / "out"), "--lm",
                "hosted_vllm/scripted", "--api-base", url, "--no-progress", "--no-track", "--workers", "2",
-               "--cache-dir", os.environ["DSPY_CACHEDIR"], "--near-duplicates", "0"]
+               "--cache-dir", os.environ["DSPY_CACHEDIR"], "--near-duplicates", "0", *engine]
         child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                  stderr=subprocess.PIPE, text=True)
         journal = env / "out" / "journal.jsonl"

@@ -3,7 +3,7 @@
 `tests/recordings/strong-model.jsonl` holds every stage's answer for `examples/corpus`,
 from the pipeline and from the synthesizer, written by a strong-model stand-in (capable
 models answering through ../shared/tools/relay; see the recording's meta line and
-scripts/record_strong_model.py). `programs.replay` serves them as a DSPy engine keyed by
+scripts/record_strong_model.py). `backends.replay` serves them as a DSPy engine keyed by
 stage and input. Every consumer is checked on those real answers: the run's accounting,
 every export, one TRL step with the assistant-only mask, every tool-aware chat template
 llama.cpp ships, the metrics and the summary.
@@ -20,8 +20,8 @@ import pytest
 
 from gem_synth.cli.main import main
 from gem_synth.programs.adapter import GEMJSONAdapter
-from gem_synth.programs.exports import FORMATS, canonical
-from gem_synth.programs.replay import Recording, RecordingMismatch, ReplayEngine, answer_problem, replay_lm
+from gem_synth.running.exports import FORMATS, canonical
+from gem_synth.backends.replay import Recording, RecordingMismatch, ReplayEngine, answer_problem, replay_lm
 from gem_synth.signatures import RelevanceFilter
 from tests.chat_templates import render_any
 
@@ -78,7 +78,7 @@ def test_the_recording_names_its_model_as_a_stand_in():
 
 def test_every_recorded_answer_fits_the_current_output_types():
     """When an output type changes, this names the stage and field whose recording must be made again."""
-    from gem_synth.programs.replay import SIGNATURES
+    from gem_synth.backends.replay import SIGNATURES
 
     problems = [f"{row['stage']} ({row['inputs'].get('text', '')[:40]!r}): {problem}"
                 for row in Recording(RECORDING).rows()
@@ -102,7 +102,7 @@ def test_replay_survives_reworded_instructions_and_optimizer_demos():
 
 
 def test_a_changed_output_type_fails_loudly_naming_stage_and_field(monkeypatch):
-    import gem_synth.programs.replay as replay
+    import gem_synth.backends.replay as replay
 
     class NarrowerFilter(RelevanceFilter):  # as if task_category's allowed values had changed
         task_category: Literal["only_this"] = dspy.OutputField()
@@ -212,7 +212,7 @@ def test_every_tool_aware_chat_template_renders_every_real_trajectory(records, s
 
 def test_metrics_and_summary_on_real_trajectories(pipeline_run):
     from gem_synth.optimizers.metrics import score_result
-    from gem_synth.programs.journal import read_entries
+    from gem_synth.running.journal import read_entries
     from gem_synth.signatures.records import SegmentResult
 
     scores = [score_result(SegmentResult.model_validate(e["result"])) for e in read_entries(pipeline_run / "journal.jsonl")

@@ -8,7 +8,7 @@ import pytest
 
 from gem_synth.optimizers.distil import distil_prompt, pairs_from_results, sft_rows
 from gem_synth.programs.adapter import GEMJSONAdapter
-from gem_synth.programs.exports import parse_sft_answer
+from gem_synth.running.exports import parse_sft_answer
 from gem_synth.optimizers.evaluate import evaluate, evaluate_with_cost, side_by_side
 from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
 from gem_synth.programs.synthesizer import Synthesizer

@@ -34,7 +34,7 @@ def test_the_page_holds_every_trajectory_and_every_reject(report):
 
 
 def test_the_report_works_from_python_and_in_a_notebook(report):
-    from gem_synth.programs.viewer import render_run, show
+    from gem_synth.running.viewer import render_run, show
 
     assert render_run(report.parent).startswith("<!doctype html>")
     assert "Trajectories (11)" in show(report.parent).data

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gem_synth.programs.dataset_io import final_entries
+from gem_synth.running.tables import final_entries
 
 PAPER = {"messages": 46.1, "distinct_tools_used": 8.6, "tool_calls": 16.3}
 PAPER_BEFORE_REFINEMENT = {"messages": 30.05, "distinct_tools_used": 5.01, "tool_calls": 7.83}
@@ -180,9 +180,9 @@ def summarize(journal: Path, this_run_wall_seconds: float = 0.0, this_run_segmen
 
 def diversity(records: list[dict]) -> dict[str, float]:
     """How varied accepted trajectories are: distinct labels and tool names, and near-duplicate clusters
-    (MinHash LSH, programs/dedup.py) of tool-set designs (tool and parameter names) and of first user
+    (MinHash LSH, running/dedup.py) of tool-set designs (tool and parameter names) and of first user
     requests, with the share of the largest cluster (1.0: everything is one design)."""
-    from gem_synth.programs.dedup import clusters, shingles
+    from gem_synth.running.dedup import clusters, shingles
 
     def tool_tokens(record: dict) -> set[bytes]:
         tools = record["trajectory"]["tools"]

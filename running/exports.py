@@ -354,7 +354,7 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: Path, instructio
             for row in good:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
-        from gem_synth.programs.dataset_io import save_rows
+        from gem_synth.running.tables import save_rows
 
         save_rows(good, out, COLUMNS[fmt])
     report.written = len(good)
@@ -363,6 +363,6 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: Path, instructio
 
 def load_trajectories(ref: str | Path, split: str = "train"):
     """Records to export: a run folder (any table format), a saved dataset, JSON/JSONL/Parquet, or a Hub name."""
-    from gem_synth.programs.dataset_io import read_records
+    from gem_synth.running.tables import read_records
 
     return read_records(ref, split)

@@ -22,7 +22,7 @@ from typing import Any
 import datasets
 from datasets import Features, Value
 
-from gem_synth.programs.journal import latest_by_id, read_entries
+from gem_synth.running.journal import latest_by_id, read_entries
 from gem_synth.signatures.records import SegmentResult
 
 FORMATS = ("arrow", "jsonl", "parquet")

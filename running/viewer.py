@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gem_synth.programs.dataset_io import final_entries
-from gem_synth.programs.summary import PAPER, summarize
+from gem_synth.running.tables import final_entries
+from gem_synth.running.summary import PAPER, summarize
 from gem_synth.signatures.chat import message_text
 
 LONG_RESULT = 600  # characters: longer tool results and system prompts are folded

@@ -35,7 +35,7 @@ from dspy.clients.cache import Cache  # noqa: E402
 # for an unknown model; gem-synth says what is wrong in its own one line.
 litellm.suppress_debug_info = True
 
-from gem_synth.programs.local_engine import MODEL_NAME, LlamaCppEngine  # noqa: E402
+from gem_synth.backends.embedded import MODEL_NAME, LlamaCppEngine  # noqa: E402
 
 LOCAL = "local"
 STAGES = ("filter", "extract", "generate", "refine", "judge")
@@ -63,7 +63,7 @@ class ModelSpec:
 
     @property
     def is_replay(self) -> bool:
-        """`replay/PATH`: answers recorded from a model, replayed offline (programs/replay.py)."""
+        """`replay/PATH`: answers recorded from a model, replayed offline (backends/replay.py)."""
         return self.model.startswith("replay/")
 
     def public(self) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def _build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
     if spec.temperature is not None:
         kwargs["temperature"] = spec.temperature
     if spec.is_replay:
-        from gem_synth.programs.replay import RecordingError, replay_lm
+        from gem_synth.backends.replay import RecordingError, replay_lm
 
         try:
             return replay_lm(spec.model.removeprefix("replay/"))

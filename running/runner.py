@@ -1,8 +1,11 @@
 """The main job: a corpus in, a dataset of trajectories out.
 
-Segments stream from the corpus into a bounded thread pool (`workers` segments in
-flight, so memory stays flat however large the corpus). Each finished segment is
-appended to the journal at once; the tables and the summary are built from the journal
+The driver reads the corpus, settles what needs no LM (unreadable inputs, exact and near
+duplicates, segments a previous session finished) and hands the rest to an engine: here
+`ThreadEngine`, a bounded thread pool in this process (`workers` segments in flight, so
+memory stays flat however large the corpus), or `running/ray_engine.RayEngine`, a Ray
+Dataset over a cluster. Either way each finished segment comes back to the driver, which
+appends it to the journal at once; the tables and the summary are built from the journal
 at the end. That makes a run resumable after Ctrl-C or kill -9: rerunning the same
 command skips every segment the journal holds, and stage calls of segments that were
 in flight come back from DSPy's disk cache. Our own pool replaces `dspy.Parallel`,
@@ -26,13 +29,13 @@ from typing import Any
 import dspy
 
 from gem_synth.programs.adapter import GEMJSONAdapter
-from gem_synth.programs.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
-from gem_synth.programs.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
-from gem_synth.programs.dataset_io import write_tables
-from gem_synth.programs.journal import Journal, read_entries
-from gem_synth.programs.models import ModelPlan, assign_models, cache_hits, configure_cache
+from gem_synth.running.corpus import CorpusOptions, Unreadable, content_key, read_corpus, sample
+from gem_synth.running.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
+from gem_synth.running.tables import write_tables
+from gem_synth.running.journal import Journal, read_entries
+from gem_synth.backends.models import ModelPlan, assign_models, cache_hits, configure_cache
 from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
-from gem_synth.programs.summary import Summary, summarize
+from gem_synth.running.summary import Summary, summarize
 from gem_synth.signatures.records import Segment, SegmentResult
 
 VERSION = "gem-synth 0.1.0"
@@ -49,7 +52,7 @@ class RunConfig:
     corpus_options: CorpusOptions = field(default_factory=CorpusOptions)
     stages: Stages = field(default_factory=Stages)
     workers: int = 4
-    adaptive: bool = True  # AIMD on in-flight LM calls below `workers` (programs/concurrency.py)
+    adaptive: bool = True  # AIMD on in-flight LM calls below `workers` (backends/concurrency.py)
     limit: int | None = None
     sample: int | None = None
     seed: int = 0
@@ -61,6 +64,9 @@ class RunConfig:
     cache_dir: str | None = None
     progress: bool = True
     near_duplicates: float | None = DEFAULT_THRESHOLD  # MinHash LSH Jaccard threshold; None: exact duplicates only
+    engine: str = "local"  # "local": threads in this process; "ray": a Ray Dataset (running/ray_engine.py)
+    ray_address: str | None = None  # an existing Ray cluster; None starts a local one
+    ray_actors: int | None = None  # Ray worker processes; None: one per CPU of the cluster, at most `workers`
 
 
 def program_hash(program: dspy.Module, stages: Stages) -> str:
@@ -101,6 +107,8 @@ def usage_of(tracker, cached_calls: int = 0) -> dict[str, int]:
 
 def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
           ) -> tuple[SegmentResult, dict[str, int], float]:
+    """One segment through the program under `settings` (a dspy.context): its result, usage
+    (`usage_of`) and seconds. Never raises for the segment's own failures: they are results."""
     started = time.perf_counter()
     hits = cache_hits()
     if "callbacks" in settings:  # ours next to the global ones (MLflow's tracing under --trace)
@@ -112,6 +120,79 @@ def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             result = SegmentResult(segment=segment, outcome="error", stage="run", reason=reason)
     return result, usage_of(tracker, cache_hits() - hits), time.perf_counter() - started
+
+
+def journal_entry(result: SegmentResult, usage: dict[str, int], seconds: float) -> dict[str, Any]:
+    """The journal line of a finished segment (without the run's meta fields)."""
+    return {"id": result.segment.id, "outcome": result.outcome, "stage": result.stage,
+            "reason": result.reason, "retryable": result.retryable, "usage": usage,
+            "seconds": round(seconds, 3), "result": result.model_dump(mode="json")}
+
+
+def worker_settings(program: dspy.Module, default_lm: dspy.LM, workers: int, adaptive: bool,
+                    transient_retries: int) -> tuple[dict[str, Any], Any]:
+    """The dspy.context of every segment, and the adaptive limit (None when fixed).
+
+    Set per worker thread, not globally, so a caller's settings are left as they were.
+    DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists,
+    even at max_history_size=0: over a large corpus that is memory that grows and O(n)
+    pops per call, so both are off. Under `adaptive`, every LM call is held to an
+    AIMD limit below `workers` (backends/concurrency.py) and a refused call is retried
+    by the stage (`transient_retries` times), not by LiteLLM, whose retries would hide the
+    429 from the limit and keep the storm going.
+    """
+    from dataclasses import replace
+
+    settings: dict[str, Any] = dict(lm=default_lm, adapter=GEMJSONAdapter(), track_usage=True,
+                                    disable_history=True, max_trace_size=0)
+    if not adaptive:
+        return settings, None
+    from gem_synth.backends.concurrency import AdaptiveConcurrency
+
+    concurrency = AdaptiveConcurrency(workers)
+    settings["callbacks"] = [concurrency]
+    for lm in {id(x): x for x in [default_lm, *(p.lm for _, p in program.named_predictors() if p.lm)]}.values():
+        lm.num_retries = 0
+    if hasattr(program, "stages"):
+        program.stages = replace(program.stages, transient_retries=transient_retries)
+    return settings, concurrency
+
+
+class ThreadEngine:
+    """Segments through the program on a thread pool in this process, `workers` in flight.
+
+    `results(segments)` pulls segments lazily (so the corpus streams) and yields
+    `(result, usage, seconds)` as each finishes, in completion order. Our own pool
+    replaces `dspy.Parallel`, whose straggler re-submission would pay for a long
+    generation twice.
+    """
+
+    def __init__(self, program: dspy.Module, settings: dict[str, Any], workers: int):
+        self.program, self.settings, self.workers = program, settings, workers
+
+    def results(self, segments: Iterator[Segment]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
+        in_flight: set[Future] = set()
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gem")
+        interrupted = False
+        try:
+            for segment in segments:
+                while len(in_flight) >= self.workers:
+                    yield from self._drain(in_flight)
+                in_flight.add(pool.submit(_work, self.program, segment, self.settings))
+            while in_flight:
+                yield from self._drain(in_flight)
+        except BaseException:  # Ctrl-C: in-flight segments are dropped; their finished calls are in the cache
+            interrupted = True
+            raise
+        finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+    @staticmethod
+    def _drain(in_flight: set[Future]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in finished:
+            in_flight.discard(future)
+            yield future.result()
 
 
 def _finished_ids(journal: Path) -> set[str]:
@@ -147,20 +228,6 @@ class Runner:
         self.bar = None
         self._done: set[str] = set()
 
-    def _adapt(self, program: dspy.Module, default_lm: dspy.LM) -> None:
-        """Hold every LM call to an adaptive limit; a refused call is retried by the stage, not by LiteLLM
-        (whose retries would hide the 429 from the limit and keep the storm going)."""
-        from dataclasses import replace
-
-        from gem_synth.programs.concurrency import AdaptiveConcurrency
-
-        self.concurrency = AdaptiveConcurrency(self.cfg.workers)
-        self.settings["callbacks"] = [self.concurrency]
-        for lm in {id(x): x for x in [default_lm, *(p.lm for _, p in program.named_predictors() if p.lm)]}.values():
-            lm.num_retries = 0
-        if hasattr(program, "stages"):
-            program.stages = replace(program.stages, transient_retries=self.plan.default.num_retries)
-
     def _manifest(self, phash: str) -> dict[str, Any]:
         return {"version": VERSION, "corpus": str(self.cfg.corpus), "stages": self.cfg.stages.names(),
                 "strict_grounding": self.cfg.stages.strict_grounding, "models": self.plan.public(),
@@ -187,14 +254,8 @@ class Runner:
         previous = self._check_resume(manifest)
         configure_cache(cfg.cache_dir)
         default_lm = assign_models(program, self.plan)
-        # Set per worker thread (dspy.context), not globally, so a caller's settings are left as they were.
-        # DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists, even at
-        # max_history_size=0: over a large corpus that is memory that grows and O(n) pops per call.
-        self.settings = dict(lm=default_lm, adapter=GEMJSONAdapter(), track_usage=True, disable_history=True,
-                             max_trace_size=0)
-        self.concurrency = None
-        if cfg.adaptive:
-            self._adapt(program, default_lm)
+        self.settings, self.concurrency = worker_settings(program, default_lm, cfg.workers, cfg.adaptive,
+                                                          self.plan.default.num_retries)
         self.out.mkdir(parents=True, exist_ok=True)
         params = {**{k: v for k, v in manifest.items() if k != "models"}, **self.plan.public(), "workers": cfg.workers, "limit": cfg.limit, "sample": cfg.sample, "format": cfg.format}
         meta = {"model": self.plan.default.model, "program_version": f"{VERSION} {type(program).__name__}",
@@ -202,7 +263,7 @@ class Runner:
 
         started = time.perf_counter()
         if cfg.track:
-            from gem_synth.programs.tracking import log_results, tracked_run
+            from gem_synth.running.tracking import log_results, tracked_run
 
             with tracked_run(cfg.experiment, self.out.name, params, previous.get("mlflow_run_id"), cfg.trace) as run:
                 manifest["mlflow_run_id"] = run.info.run_id
@@ -215,48 +276,53 @@ class Runner:
             self._artifacts(program, summary)
         return summary
 
+    def _engine(self, program: dspy.Module):
+        if self.cfg.engine == "ray":
+            from gem_synth.running.ray_engine import RayEngine
+
+            return RayEngine(self.cfg, self.plan)
+        return ThreadEngine(program, self.settings, self.cfg.workers)
+
+    def _to_send(self, journal: Journal, meta: dict[str, Any], done: set[str]) -> Iterator[Segment]:
+        """The corpus, less what needs no LM: unreadable items and duplicates are journalled here,
+        segments a previous session finished are skipped. The model check runs just before the
+        first segment leaves."""
+        seen: dict[str, str] = {}
+        self.near = NearDuplicateIndex(self.cfg.near_duplicates) if self.cfg.near_duplicates else None
+        for item in _items(self.cfg):
+            entry = self._immediate(item, seen, meta)
+            if item.id in done:
+                continue
+            if entry is not None:
+                self._record(journal, entry)
+                continue
+            if self.preflight is not None:
+                self.preflight()
+                self.preflight = None
+            self._claim()
+            yield item
+
     def _loop(self, program: dspy.Module, meta: dict[str, Any], started: float) -> Summary:
         done = _finished_ids(self.journal_path)
         self._done = done
         journal = Journal.open(self.journal_path)
-        seen: dict[str, str] = {}
-        self.near = NearDuplicateIndex(self.cfg.near_duplicates) if self.cfg.near_duplicates else None
-        in_flight: dict[Future, Segment] = {}
-        processed = 0
-        pool = ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="gem")
-        interrupted = False
+        self.processed = 0
+        results = self._engine(program).results(self._to_send(journal, meta, done))
         try:
-            for item in _items(self.cfg):
-                entry = self._immediate(item, seen, meta)
-                if item.id in done:
-                    continue
-                if entry is not None:
-                    self._record(journal, entry)
-                    processed += 1
-                    continue
-                while len(in_flight) >= self.cfg.workers:
-                    processed += self._drain(in_flight, journal, meta)
-                if self.preflight is not None:
-                    self.preflight()
-                    self.preflight = None
-                self._claim()
-                in_flight[pool.submit(_work, program, item, self.settings)] = item
-            while in_flight:
-                processed += self._drain(in_flight, journal, meta)
+            for result, usage, seconds in results:
+                self._record(journal, {**journal_entry(result, usage, seconds), **meta})
             self._claim()  # a run with nothing to send (all done, duplicates, unreadable) is claimed too
-        except KeyboardInterrupt:
-            interrupted = True  # in-flight segments are dropped; their finished calls are in the cache
-            raise
         finally:
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+            results.close()  # on Ctrl-C, at once: the engine drops what is in flight
             journal.close()
             if self.bar is not None:
                 self.bar.close()
+        processed = self.processed
         wall = time.perf_counter() - started
         with (self.out / "sessions.jsonl").open("a", encoding="utf-8") as fh:  # wall time adds up over resumes
             session = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
-                       "segments": processed}
-            if self.concurrency is not None and self.concurrency.limits:
+                       "segments": processed, "engine": self.cfg.engine}
+            if self.concurrency is not None and self.concurrency.limits and self.cfg.engine == "local":
                 session["concurrency"] = self.concurrency.snapshot()  # how far the endpoint let calls go
             fh.write(json.dumps(session) + "\n")
         counts = write_tables(self.journal_path, self.out, self.cfg.format)
@@ -283,17 +349,6 @@ class Runner:
                               f"{self.cfg.near_duplicates})", "segment": item.model_dump(), **meta}
         return None
 
-    def _drain(self, in_flight: dict[Future, Segment], journal: Journal, meta: dict[str, Any]) -> int:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        for future in finished:
-            in_flight.pop(future)
-            result, usage, seconds = future.result()
-            entry = {"id": result.segment.id, "outcome": result.outcome, "stage": result.stage,
-                     "reason": result.reason, "retryable": result.retryable, "usage": usage,
-                     "seconds": round(seconds, 3), "result": result.model_dump(mode="json"), **meta}
-            self._record(journal, entry)
-        return len(finished)
-
     def _claim(self) -> None:
         """Write run.json, which ties OUT to these settings, once the run really starts: after the
         model check passed, or with its first journal entry. A run stopped by a wrong model name
@@ -306,6 +361,7 @@ class Runner:
     def _record(self, journal: Journal, entry: dict[str, Any]) -> None:
         self._claim()
         journal.append(entry)
+        self.processed += 1
         self.counts[entry["outcome"]] += 1
         usage = entry.get("usage") or {}
         tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
@@ -317,7 +373,7 @@ class Runner:
         """Segments done of the corpus's total (counted without LM work, when cheap), outcomes, tokens, ETA."""
         if not self.cfg.progress:
             return None
-        from gem_synth.programs.progress import Progress, count
+        from gem_synth.running.progress import Progress, count
 
         total = count(_items(self.cfg))
         caps = [n for n in (total, self.cfg.limit, self.cfg.sample) if n]
