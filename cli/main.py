@@ -189,8 +189,14 @@ def cmd_run(args) -> int:
         raise ValueError("--workers must be at least 1")
     if args.engine != "ray" and (args.ray_address or args.ray_actors):
         raise ValueError("--ray-address and --ray-actors need --engine ray")
+    if args.engine == "ray" and args.trace:
+        raise ValueError("--trace needs --engine local: DSPy traces would be recorded in the Ray workers, not the run")
     if args.ray_actors is not None and args.ray_actors < 1:
         raise ValueError("--ray-actors must be at least 1")
+    if args.ray_address:
+        from gem_synth.running.ray_engine import host_port
+
+        host_port(args.ray_address)  # a malformed address fails here, before any model work
     if not 0 <= args.near_duplicates <= 1:
         raise ValueError(f"--near-duplicates must be between 0 and 1, got {args.near_duplicates}")
     options = CorpusOptions(segment_words=args.segment_words, text_field=args.text_field,

@@ -78,16 +78,25 @@ def _forwarded_env() -> dict[str, str]:
             if k.endswith(("_API_KEY", "_API_BASE")) or k in ("DSPY_CACHEDIR", "GEM_SYNTH_API_KEY")}
 
 
+def host_port(address: str | None) -> tuple[str, int] | None:
+    """(host, port) of a HOST:PORT cluster address; None for no address and for the forms Ray
+    reads itself (auto, ray://...). Raises RunError when the port is not a number."""
+    if not address or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not host:
+        raise RunError(f"--ray-address {address}: not HOST:PORT")
+    return host, int(port)
+
+
 def _probe(address: str | None, seconds: float = 5.0) -> None:
     """Fail in one line, at once, when nothing listens at a HOST:PORT address: `ray.init` would
-    retry a dead address for minutes. Other forms (auto, ray://) are left to Ray."""
-    if not address or "://" in address or ":" not in address:
+    retry a dead address for minutes."""
+    where = host_port(address)
+    if where is None:
         return
-    host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=seconds).close()
-    except ValueError:
-        raise RunError(f"--ray-address {address}: not HOST:PORT") from None
+        socket.create_connection(where, timeout=seconds).close()
     except OSError as exc:
         raise RunError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 

@@ -175,3 +175,18 @@ def test_unreachable_model_stops_the_run_in_one_line_before_any_segment(run, tmp
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("gem-synth: error: cannot reach hosted_vllm/m at http://127.0.0.1:")
     assert not (tmp_path / "o" / "journal.jsonl").exists() or (tmp_path / "o" / "journal.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-actors", "2"], "--ray-address and --ray-actors need --engine ray"),
+    (["--engine", "ray", "--ray-actors", "0"], "--ray-actors must be at least 1"),
+    (["--engine", "ray", "--trace"], "--trace needs --engine local"),
+    (["--engine", "ray", "--ray-address", "localhost:notaport"], "--ray-address localhost:notaport: not HOST:PORT"),
+])
+def test_bad_engine_settings_are_one_line_exit_2(run, tmp_path, args, message):
+    (tmp_path / "doc.md").write_text("To file a claim, sign in, open Claims and press Submit.")
+    code, out, err = run("run", str(tmp_path / "doc.md"), "--out", str(tmp_path / "out"), "--no-track",
+                         "--lm", "hosted_vllm/x", "--api-base", "http://127.0.0.1:9/v1", *args)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(f"gem-synth: error: {message}"), err
+    assert "Traceback" not in err
