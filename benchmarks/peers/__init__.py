@@ -1,0 +1,1 @@
+"""Client scripts and the timed stage server of `benchmarks/bench_peers.py`."""
