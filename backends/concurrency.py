@@ -13,28 +13,40 @@ then every call beyond the limit comes back 429 and is retried, which is itself 
   other calls go on at the lower limit. Only when the limit is already down to one call
   does a Retry-After hold every new call back (the endpoint refuses even one: it is a rate
   limit in time, not in concurrency).
-The limit starts at two calls and, until the first overload, grows by one per success
-(TCP's slow start: it doubles every round trip), so a run four times wider than its
-endpoint does not open with a burst of refusals. The ceiling is the run's `--workers`,
+The limit starts at a quarter of the ceiling (at least two calls; TCP, too, went from one
+segment to ten, RFC 6928) and, until the first overload, grows by one per success (TCP's
+slow start: it doubles every round trip), so a run four times wider than its endpoint does
+not open with a burst of refusals, and a run at 64 is at full width after two round trips
+(starting from two, the ramp cost a fifth of a 1,000-call run: benchmarks/README.md §9). The ceiling is the run's `--workers`,
 which also bounds the segments in flight; the floor is one call.
 
-`AdaptiveConcurrency` is a DSPy callback that holds every LM call to its endpoint's limit
-(endpoint = model string and api_base), so it covers every stage, the synthesizer and
-the optimizers alike; the run loop retries a stage whose call was refused
-(`programs/pipeline.call_stage`), after the limit has paused and shrunk.
+`AdaptiveConcurrency` holds every LM call to its endpoint's limit (endpoint = model string
+and api_base): the run's adapter (`programs/adapter.GEMJSONAdapter(gate=...)`) takes a slot
+around each call, so it covers every stage and the synthesizer alike; the run loop retries a
+stage whose call was refused (`programs/pipeline.call_stage`), after the limit has paused and
+shrunk. It was a DSPy callback until the peers benchmark showed what that costs: any callback
+makes DSPy wrap every module, adapter and LM call (argument binding, a uuid each), 11% of the
+client's CPU per call (benchmarks/README.md, section 9).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError
 
 OVERLOAD_STATUS = (429, 502, 503, 504, 529)
+
+
+def _answered(exc: BaseException) -> bool:
+    """The endpoint answered; the answer did not parse (the adapter's error, not the endpoint's)."""
+    from dspy.utils.exceptions import AdapterParseError
+
+    return isinstance(exc, AdapterParseError)
 
 
 def is_overload(exc: BaseException | None) -> bool:
@@ -114,40 +126,41 @@ class AdaptiveLimit:
                     "successes": self.successes, "overloads": self.overloads, "errors": self.errors}
 
 
-class AdaptiveConcurrency(BaseCallback):
-    """A DSPy callback holding each LM call to its endpoint's `AdaptiveLimit` (ceiling: in-flight calls)."""
+class AdaptiveConcurrency:
+    """Every LM call held to its endpoint's `AdaptiveLimit` (ceiling: in-flight calls).
+
+    `held(lm)` is the slot: it waits for room, and on leaving tells the limit how the call
+    went (a success or an answer that did not parse: "ok"; 429/503/timeout: "overload",
+    with its Retry-After; anything else: "error").
+    """
 
     def __init__(self, ceiling: int):
         self.ceiling = ceiling
         self.limits: dict[tuple[str, str], AdaptiveLimit] = {}
-        self._calls: dict[str, tuple[AdaptiveLimit, float]] = {}
         self._lock = threading.Lock()
 
     def limit_for(self, lm: Any) -> AdaptiveLimit:
         key = (str(getattr(lm, "model", "")), str((getattr(lm, "kwargs", None) or {}).get("api_base") or ""))
         with self._lock:
             if key not in self.limits:
-                self.limits[key] = AdaptiveLimit(self.ceiling)
+                self.limits[key] = AdaptiveLimit(self.ceiling, start=max(2, self.ceiling // 4))
             return self.limits[key]
 
-    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        limit = self.limit_for(instance)
+    @contextmanager
+    def held(self, lm: Any) -> Iterator[None]:
+        limit = self.limit_for(lm)
         started = limit.acquire()
-        with self._lock:
-            self._calls[call_id] = (limit, started)
-
-    def on_lm_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
-        with self._lock:
-            held = self._calls.pop(call_id, None)
-        if held is None:
-            return
-        limit, started = held
-        if exception is None:
-            limit.release(started, "ok")
-        elif is_overload(exception):
-            limit.release(started, "overload", getattr(exception, "retry_after", None))
-        else:
-            limit.release(started, "error")
+        try:
+            yield
+        except BaseException as exc:
+            if is_overload(exc):
+                limit.release(started, "overload", getattr(exc, "retry_after", None))
+            elif _answered(exc):
+                limit.release(started, "ok")
+            else:
+                limit.release(started, "error")
+            raise
+        limit.release(started, "ok")
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {" ".join(filter(None, key)): limit.snapshot() for key, limit in self.limits.items()}

@@ -28,12 +28,17 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
-import litellm  # noqa: E402
 from dspy.clients.cache import Cache  # noqa: E402
 
-# LiteLLM prints "Provider List: https://docs.litellm.ai/docs/providers" (in colour, on stdout) before raising
-# for an unknown model; gem-synth says what is wrong in its own one line.
-litellm.suppress_debug_info = True
+
+
+def _quiet_litellm() -> None:
+    """LiteLLM prints "Provider List: https://docs.litellm.ai/docs/providers" (in colour, on stdout)
+    before raising for an unknown model; gem-synth says what is wrong in its own one line. Imported
+    only for a model DSPy may send through it (a provider's API): the import alone takes 3 s."""
+    import litellm
+
+    litellm.suppress_debug_info = True
 
 from gem_synth.backends.embedded import MODEL_NAME, LlamaCppEngine  # noqa: E402
 
@@ -131,13 +136,36 @@ def plan_models(cli: dict[str, Any] | None = None, config: dict[str, Any] | None
     return ModelPlan(default=default, stages=stages)
 
 
+# Your own OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, a gateway), declared to
+# DSPy's native engine once per process. DSPy already sends `hosted_vllm/` at an api_base
+# through this engine with the vLLM preset (max_tokens, not max_completion_tokens); declared, the
+# route is resolved once and the call is not priced: a model name DSPy's price table does not
+# know was scanned for twice per call (about a third of the client's CPU per call,
+# benchmarks/README.md section 9), and a server of your own has no per-token price anyway.
+ENDPOINT = "gem-endpoint"
+
+
+def _declare_endpoint() -> None:
+    from dspy._vendor.lm15.access import AccessPolicy, EndpointSupport
+    from dspy.lm15 import ProviderDefinition, register_provider
+
+    access = AccessPolicy(provider=ENDPOINT, supports=EndpointSupport(complete=True, stream=True, models=True),
+                          auth_modes=("bearer",), base_url="http://localhost:8000/v1")
+    register_provider(ProviderDefinition.chat(access, compat="vllm", placeholder_key="none"), metadata_namespaces=())
+
+
+_declare_endpoint()
+
+
 def route(spec: ModelSpec) -> str:
-    """The model string DSPy gets: `openai/` at a custom endpoint goes the max_tokens way."""
+    """The model string DSPy gets. At a custom endpoint, `hosted_vllm/NAME` and `openai/NAME`
+    (but OpenAI's reasoning models, which want max_completion_tokens) become `gem-endpoint/NAME`:
+    DSPy's native engine with the vLLM preset, declared (see ENDPOINT)."""
     model = spec.model
-    if spec.api_base and model.startswith("openai/"):
-        name = model.split("/", 1)[1]
-        if not name.startswith(_REASONING_PREFIXES):
-            return f"hosted_vllm/{name}"
+    if spec.api_base and "/" in model:
+        prefix, name = model.split("/", 1)
+        if prefix == "hosted_vllm" or (prefix == "openai" and not name.startswith(_REASONING_PREFIXES)):
+            return f"{ENDPOINT}/{name}"
     return model
 
 
@@ -196,6 +224,8 @@ def _build_lm(spec: ModelSpec, cache: bool = True) -> dspy.LM:
         kwargs["api_key"] = api_key
     if spec.timeout is not None:
         kwargs["timeout"] = spec.timeout
+    if not route(spec).startswith(f"{ENDPOINT}/"):
+        _quiet_litellm()
     try:
         return dspy.LM(route(spec), **kwargs)
     except (ValueError, TypeError) as exc:

@@ -24,6 +24,7 @@ A model's mode can be forced with `--constrain` (ModelSpec.constrain).
 
 from __future__ import annotations
 
+import functools
 import typing
 
 import dspy
@@ -41,13 +42,13 @@ def decoding_mode(lm: typing.Any) -> str:
         return forced
     model = str(getattr(lm, "model", ""))
     kwargs = getattr(lm, "kwargs", {}) or {}
+    if kwargs.get("api_base") or model.startswith("hosted_vllm/"):  # first: asking DSPy scans its model table
+        return "schema"
     try:
         if getattr(lm, "supports_response_schema", False):
             return "schema"
     except Exception:  # noqa: BLE001 - DSPy raises for a provider it has no capability table for
         pass
-    if kwargs.get("api_base") or model.startswith("hosted_vllm/"):
-        return "schema"
     try:
         if "response_format" in lm.supported_params:
             return "json"
@@ -67,9 +68,12 @@ def _closed(schema: typing.Any) -> bool:
     return all(_closed(v) for k, v in schema.items() if isinstance(v, (dict, list)) and k != "enum")
 
 
+@functools.lru_cache(maxsize=256)
 def output_schema(signature: type[dspy.Signature]) -> dict:
     """The `response_format` for a signature's output fields: `{"type": "json_schema", "json_schema": {...}}`.
 
+    Built once per signature class (a pydantic model and its JSON Schema cost more than the
+    rest of a call's formatting); the dict is shared, so callers must not change it.
     Raises pydantic's schema errors for a type with no JSON Schema.
     """
     fields = {name: (field.annotation, ...) for name, field in signature.output_fields.items()}
@@ -103,7 +107,23 @@ def json_kind(annotation: typing.Any) -> str:
 
 class GEMJSONAdapter(dspy.JSONAdapter):
     """JSONAdapter whose field instructions use JSON's types (`true`/`false`), never Python's, and whose
-    `response_format` is chosen by `decoding_mode` rather than DSPy's capability table."""
+    `response_format` is chosen by `decoding_mode` rather than DSPy's capability table.
+
+    `gate`, when given, is any object whose `held(lm)` context manager admits one LM call
+    (the run's adaptive concurrency, backends/concurrency.py): every call this adapter makes
+    is held by it, with no DSPy callback (which would wrap every module call in the program).
+    Synchronous calls only: the run loop's threads wait for a slot (`acall` is not held).
+    """
+
+    def __init__(self, *args: typing.Any, gate: typing.Any = None, **kwargs: typing.Any):
+        super().__init__(*args, **kwargs)
+        self.gate = gate
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        if self.gate is None:
+            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+        with self.gate.held(lm):
+            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
     def _prepare_response_format(self, lm, lm_kwargs, signature):
         mode = decoding_mode(lm)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -111,8 +112,6 @@ def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
     (`usage_of`) and seconds. Never raises for the segment's own failures: they are results."""
     started = time.perf_counter()
     hits = cache_hits()
-    if "callbacks" in settings:  # ours next to the global ones (MLflow's tracing under --trace)
-        settings = {**settings, "callbacks": [*(dspy.settings.callbacks or []), *settings["callbacks"]]}
     with dspy.context(**settings), dspy.track_usage() as tracker:
         try:
             result = run_segment(program, segment)
@@ -137,7 +136,7 @@ def worker_settings(program: dspy.Module, default_lm: dspy.LM, workers: int, ada
     DSPy keeps the last 10,000 calls (history) and predictions (trace) in global lists,
     even at max_history_size=0: over a large corpus that is memory that grows and O(n)
     pops per call, so both are off. Under `adaptive`, every LM call is held to an
-    AIMD limit below `workers` (backends/concurrency.py) and a refused call is retried
+    AIMD limit below `workers` (backends/concurrency.py, by the adapter) and a refused call is retried
     by the stage (`transient_retries` times), not by LiteLLM, whose retries would hide the
     429 from the limit and keep the storm going.
     """
@@ -150,7 +149,7 @@ def worker_settings(program: dspy.Module, default_lm: dspy.LM, workers: int, ada
     from gem_synth.backends.concurrency import AdaptiveConcurrency
 
     concurrency = AdaptiveConcurrency(workers)
-    settings["callbacks"] = [concurrency]
+    settings["adapter"] = GEMJSONAdapter(gate=concurrency)
     for lm in {id(x): x for x in [default_lm, *(p.lm for _, p in program.named_predictors() if p.lm)]}.values():
         lm.num_retries = 0
     if hasattr(program, "stages"):
@@ -171,28 +170,26 @@ class ThreadEngine:
         self.program, self.settings, self.workers = program, settings, workers
 
     def results(self, segments: Iterator[Segment]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
-        in_flight: set[Future] = set()
+        # Finished futures land on a queue (O(1) a segment); waiting on the set of in-flight
+        # futures instead cost a waiter over all of them per segment (benchmarks/README.md, section 9).
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        in_flight = 0
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gem")
         interrupted = False
         try:
             for segment in segments:
-                while len(in_flight) >= self.workers:
-                    yield from self._drain(in_flight)
-                in_flight.add(pool.submit(_work, self.program, segment, self.settings))
-            while in_flight:
-                yield from self._drain(in_flight)
+                if in_flight >= self.workers:
+                    yield finished.get().result()
+                    in_flight -= 1
+                pool.submit(_work, self.program, segment, self.settings).add_done_callback(finished.put)
+                in_flight += 1
+            for _ in range(in_flight):
+                yield finished.get().result()
         except BaseException:  # Ctrl-C: in-flight segments are dropped; their finished calls are in the cache
             interrupted = True
             raise
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-
-    @staticmethod
-    def _drain(in_flight: set[Future]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        for future in finished:
-            in_flight.discard(future)
-            yield future.result()
 
 
 def _finished_ids(journal: Path) -> set[str]:

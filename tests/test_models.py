@@ -45,7 +45,8 @@ def test_request_carries_model_max_tokens_and_key_from_environment(monkeypatch):
 
 
 def test_openai_prefix_at_custom_endpoint_routes_the_max_tokens_way():
-    assert route(ModelSpec(model="openai/llama", api_base="http://x/v1")) == "hosted_vllm/llama"
+    assert route(ModelSpec(model="openai/llama", api_base="http://x/v1")) == "gem-endpoint/llama"
+    assert route(ModelSpec(model="hosted_vllm/llama", api_base="http://x/v1")) == "gem-endpoint/llama"
     assert route(ModelSpec(model="openai/gpt-4.1")) == "openai/gpt-4.1"
     assert route(ModelSpec(model="openai/o3-mini", api_base="http://x/v1")) == "openai/o3-mini"
 
