@@ -17,7 +17,9 @@ Known traps handled here rather than documented away:
 
 from __future__ import annotations
 
+import atexit
 import os
+import queue
 import threading
 import time
 import tomllib
@@ -284,12 +286,112 @@ def cache_hits() -> int:
     return getattr(_cache_hits, "count", 0)
 
 
+class OneThreadDisk:
+    """DSPy's disk tier (a diskcache.FanoutCache) used from one thread of its own.
+
+    DSPy reads and writes its disk cache from whichever thread makes the LM call: at 64
+    calls in flight that is 64 threads, each opening its own SQLite connection to each of
+    the 16 shards and contending for their locks. That cost 1.2 to 2.2 ms of client CPU a
+    call over a 1,000-call run (a third of it in the kernel), more than everything else
+    DSPy does for the call (benchmarks/README.md, section 9). Here one thread owns the
+    connections: `set` is queued and written in order; `get` is answered by that thread,
+    except for a key the cache cannot hold: the thread first lists the keys on disk (up to
+    `PREFILTER_LIMIT`; beyond that every lookup goes to the thread), and a key neither
+    listed nor put since is a miss at once, so a fresh run never waits for the thread. A
+    read of an answer still queued finds it in DSPy's memory tier, which `put` fills first.
+    A process killed with kill -9 loses at most the writes still queued (answers finished
+    in the last moment, asked again by the next session); `flush()` waits for the queue to
+    empty (the run calls it at its end and on Ctrl-C; a normal exit, at exit).
+    """
+
+    PREFILTER_LIMIT = 2_000_000  # keys listed at start (16 characters each kept: about 150 MB at the limit)
+
+    def __init__(self, disk: Any):
+        self._disk = disk
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._known: set[str] | None = None  # key prefixes on disk or put since; None: unknown, ask
+        self._added: set[str] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, name="gem-cache-disk", daemon=True).start()
+        atexit.register(self.flush)  # a normal exit writes what is queued (os._exit and kill -9 do not)
+
+    def _list_keys(self) -> None:
+        listed: set[str] = set()
+        for n, key in enumerate(self._disk):
+            if n >= self.PREFILTER_LIMIT:
+                return  # too many to hold: every lookup asks the disk
+            listed.add(str(key)[:16])
+        with self._lock:
+            self._known = listed | self._added
+
+    def _serve(self) -> None:
+        try:
+            self._list_keys()
+        except Exception:  # noqa: BLE001 - without the list, every lookup asks the disk
+            pass
+        while True:
+            op, args, done = self._queue.get()
+            try:
+                result = getattr(self._disk, op)(*args) if op != "flush" else None
+                if done is not None:
+                    done.set_result(result)
+            except Exception as exc:  # noqa: BLE001 - to the caller; a failed queued write is dropped, as DSPy does
+                if done is not None:
+                    done.set_exception(exc)
+
+    def _ask(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        from concurrent.futures import Future
+
+        done: Future = Future()
+        self._queue.put((op, args, done))
+        return done.result(timeout)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        known = self._known
+        if known is not None and key[:16] not in known:
+            return default
+        return self._ask("get", key, default)
+
+    def set(self, key: str, value: Any) -> bool:
+        with self._lock:
+            (self._known if self._known is not None else self._added).add(key[:16])
+        self._queue.put(("set", (key, value), None))
+        return True
+
+    def delete(self, key: str) -> bool:
+        return self._ask("delete", key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every queued write is on disk (at most `timeout` seconds)."""
+        self._ask("flush", timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:  # anything else DSPy may use (clear, close, volume, ...)
+        return getattr(self._disk, name)
+
+
+_MISSING = object()
+
+
 class EndpointAwareCache(Cache):
     """DSPy's cache, with the endpoint (`api_base`/`base_url`) in the key; the key never is.
 
     It also counts hits per thread (`cache_hits()`): DSPy reports no usage for a cached
     answer, so without the count a rerun served from the cache would read as "0 LM calls".
+    Its disk tier is used from one thread (`OneThreadDisk`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.enable_disk_cache:
+            self.disk_cache = OneThreadDisk(self.disk_cache)
+
+    def flush(self) -> None:
+        """Every answer put so far is on disk."""
+        if isinstance(self.disk_cache, OneThreadDisk):
+            self.disk_cache.flush()
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
         found = super().get(request, ignored_args_for_cache_key)
@@ -329,3 +431,10 @@ def assign_models(program: dspy.Module, plan: ModelPlan, cache: bool = True) -> 
             for _, predictor in module.named_predictors():
                 predictor.lm = lm_for(spec)
     return default
+
+
+def flush_cache() -> None:
+    """Wait for DSPy's cache to write what it holds (a no-op for a cache that is not ours)."""
+    flush = getattr(dspy.cache, "flush", None)
+    if callable(flush):
+        flush()

@@ -253,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("gem-synth: interrupted; run the same command again to resume", file=sys.stderr)
+        from gem_synth.backends.models import flush_cache
+
+        try:
+            flush_cache()  # finished answers on disk: the next session does not pay for them again
+        except Exception:  # noqa: BLE001 - a second Ctrl-C or a full disk: exit all the same
+            pass
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)  # do not wait for LM calls still under way in worker threads

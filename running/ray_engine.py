@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+from gem_synth.backends.models import flush_cache
 from gem_synth.running.runner import RunConfig, RunError, _work, build_program, journal_entry, worker_settings
 from gem_synth.signatures.records import Segment, SegmentResult
 
@@ -69,6 +70,7 @@ class SegmentWorker:
         for raw in batch["segment"]:
             result, usage, seconds = _work(self.program, Segment.model_validate_json(str(raw)), self.settings)
             entries.append(json.dumps(journal_entry(result, usage, seconds)))
+        flush_cache()  # Ray ends an actor without a word: its answers are on disk before the row leaves
         return {"entry": entries}
 
 

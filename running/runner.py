@@ -34,7 +34,7 @@ from gem_synth.running.corpus import CorpusOptions, Unreadable, content_key, rea
 from gem_synth.running.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from gem_synth.running.tables import write_tables
 from gem_synth.running.journal import Journal, read_entries
-from gem_synth.backends.models import ModelPlan, assign_models, cache_hits, configure_cache
+from gem_synth.backends.models import ModelPlan, assign_models, cache_hits, configure_cache, flush_cache
 from gem_synth.programs.pipeline import GEMPipeline, Stages, run_segment
 from gem_synth.running.summary import Summary, summarize
 from gem_synth.signatures.records import Segment, SegmentResult
@@ -311,6 +311,7 @@ class Runner:
             self._claim()  # a run with nothing to send (all done, duplicates, unreadable) is claimed too
         finally:
             results.close()  # on Ctrl-C, at once: the engine drops what is in flight
+            flush_cache()  # answers of segments still in flight are on disk for the next session
             journal.close()
             if self.bar is not None:
                 self.bar.close()

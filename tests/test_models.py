@@ -120,3 +120,38 @@ def test_plan_defaults_to_the_embedded_model_and_rejects_unknown_settings():
     assert plan_models({}, {}, {}).default.is_local
     with pytest.raises(ModelError, match="unknown \\[lm\\] setting"):
         plan_models({}, {"lm": {"modle": "x"}}, {})
+
+
+def test_the_disk_cache_is_used_from_one_thread_and_survives_a_new_process_view(tmp_path):
+    """Writes queued to the cache's own thread are on disk after flush(); a second cache over the
+    same folder lists them (a hit, from any thread) and answers an unknown key at once."""
+    import threading
+    from hashlib import sha256
+
+    from diskcache import FanoutCache
+
+    from gem_synth.backends.models import OneThreadDisk
+
+    def key(i):  # DSPy's keys are sha256 digests
+        return sha256(str(i).encode()).hexdigest()
+
+    disk = OneThreadDisk(FanoutCache(directory=str(tmp_path), shards=4))
+    threads = [threading.Thread(target=disk.set, args=(key(i), {"answer": i})) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    disk.flush()
+    assert disk.get(key(7)) == {"answer": 7}
+    again = OneThreadDisk(FanoutCache(directory=str(tmp_path), shards=4))
+    again.flush()  # the listing of what is on disk is done before this returns
+    assert again._known is not None and len(again._known) == 20
+    found = []
+    reader = threading.Thread(target=lambda: found.append(again.get(key(19))))
+    reader.start()
+    reader.join()
+    assert found == [{"answer": 19}]
+    assert again.get("f" * 64, "missing") == "missing" and "f" * 64 not in again
+    again.set("f" * 64, 1)
+    again.flush()
+    assert FanoutCache(directory=str(tmp_path), shards=4).get("f" * 64) == 1
