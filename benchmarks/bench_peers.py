@@ -51,13 +51,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
-from benchmarks.common import ROOT, machine, server_stats, table, write_corpus
+from benchmarks.common import ROOT, get_json, machine, server_stats, table, url_of_process, write_corpus
 
 PEERS = ROOT / "benchmarks" / "peers"
 CLIENTS = ("gem-synth", "gem-synth-fixed", "curator", "distilabel", "data-designer")
@@ -68,18 +67,12 @@ DD_REQUIREMENTS = ["data-designer==0.9.7", "psutil"]
 @contextmanager
 def timed_server(latency: float):
     """`benchmarks.peers.timed_server` in a process of its own; yields its base URL (…/v1)."""
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.peers.timed_server", "--latency", str(latency)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with url_of_process([sys.executable, "-m", "benchmarks.peers.timed_server", "--latency", str(latency)]) as url:
+        yield url
 
 
 def server_times(url: str) -> dict:
-    with urllib.request.urlopen(url.removesuffix("/v1") + "/times") as resp:
-        return json.loads(resp.read())
+    return get_json(url, "/times")
 
 
 def ensure_venv(path: Path, requirements: list[str], probe: str) -> str | None:

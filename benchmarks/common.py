@@ -26,6 +26,13 @@ def server_process(latency: str = "0", faults: dict[str, float] | None = None, s
     args += [f"--fault={k}={v}" for k, v in (faults or {}).items()]
     if capacity is not None:
         args += ["--capacity", str(capacity), "--retry-after", str(retry_after)]
+    with url_of_process(args) as url:
+        yield url
+
+
+@contextmanager
+def url_of_process(args: list[str]):
+    """A server started as `args` (it prints its base URL on its first line), stopped on exit."""
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()
@@ -34,9 +41,14 @@ def server_process(latency: str = "0", faults: dict[str, float] | None = None, s
         proc.wait(timeout=10)
 
 
-def server_stats(url: str) -> dict:
-    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats") as resp:
+def get_json(url: str, path: str) -> dict:
+    """GET `path` beside a server's /v1 (its /stats, /times, ...)."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + path) as resp:
         return json.loads(resp.read())
+
+
+def server_stats(url: str) -> dict:
+    return get_json(url, "/stats")
 
 
 def write_corpus(path: Path, n: int, procedural: bool = True) -> Path:

@@ -300,8 +300,13 @@ def main() -> None:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of an over-capacity 429 (s)")
     args = parser.parse_args()
     faults = {k: float(v) for k, v in (f.split("=") for f in args.fault)}
-    with StageServer(args.latency, faults, args.seed, port=args.port, capacity=args.capacity,
-                     retry_after=args.retry_after) as server:
+    serve_until_stopped(StageServer(args.latency, faults, args.seed, port=args.port, capacity=args.capacity,
+                                    retry_after=args.retry_after))
+
+
+def serve_until_stopped(server: StageServer) -> None:
+    """Print the server's URL (the first line its parent reads), then serve until killed or Ctrl-C."""
+    with server:
         print(server.url, flush=True)
         try:
             while True:

@@ -22,7 +22,7 @@ import threading
 import time
 import zlib
 
-from benchmarks.stage_server import StageServer
+from benchmarks.stage_server import StageServer, serve_until_stopped
 
 
 class TimedStageServer(StageServer):
@@ -84,13 +84,7 @@ def main() -> None:
     parser.add_argument("--latency", default="0")
     parser.add_argument("--log", help="append every request body to this JSONL file")
     args = parser.parse_args()
-    with TimedStageServer(args.latency, log=args.log) as server:
-        print(server.url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    serve_until_stopped(TimedStageServer(args.latency, log=args.log))
 
 
 if __name__ == "__main__":
