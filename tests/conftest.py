@@ -9,8 +9,10 @@ os.environ.setdefault("DSPY_CACHEDIR", os.path.join(_scratch, "dspy-cache"))
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.join(_scratch, 'mlflow.db')}")
 os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_scratch, "hf-datasets"))
 # The `ray_cluster` fixture's `ray start` turns on token authentication, and Ray reads the mode of
-# its clients once, when first imported (test collection imports it): they must say so from the start.
+# its clients once, when first imported (test collection imports it): they must say so from the
+# start. A token of the session's own, so that nothing depends on ~/.ray of the machine.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", __import__("secrets").token_hex(32))
 
 
 import subprocess  # noqa: E402
