@@ -63,3 +63,12 @@ def ray_cluster():
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)
+
+
+@pytest.fixture(params=["local", "ray"])
+def engine(request):
+    """The engine's CLI arguments, for a test that must hold for both: threads in this process,
+    or the Ray engine on the 2-CPU local cluster of `ray_cluster`."""
+    if request.param == "local":
+        return []
+    return ["--engine", "ray", "--ray-address", request.getfixturevalue("ray_cluster")]

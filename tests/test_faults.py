@@ -31,11 +31,11 @@ def corpus(tmp_path, n):
     return folder
 
 
-def run(server, folder, out, retries="2", workers="4"):
+def run(server, folder, out, engine, retries="2", workers="4"):
     return main(["run", str(folder), "--out", str(out), "--lm", "hosted_vllm/bench", "--api-base", server.url,
                  "--no-progress", "--no-track", "--workers", workers, "--timeout", "1.5", "--num-retries", retries,
                  "--cache-dir", str(out.parent / "cache"), "--stages", "filter,extract,generate,validate",
-                 "--near-duplicates", "0"])  # the corpus is one procedure in many numbered variants
+                 "--near-duplicates", "0", *engine])  # the corpus is one procedure in many numbered variants
 
 
 def tables(out):
@@ -43,10 +43,10 @@ def tables(out):
 
 
 @pytest.mark.parametrize("fault", list(EXPECTED))
-def test_each_fault_ends_every_segment_once_with_its_reason(tmp_path, fault):
+def test_each_fault_ends_every_segment_once_with_its_reason(tmp_path, fault, engine):
     folder = corpus(tmp_path, 6)
     with StageServer(0.0, {fault: 0.35}, seed=3, hang_seconds=4) as server:
-        assert run(server, folder, tmp_path / "out", retries="0", workers="1") == 0
+        assert run(server, folder, tmp_path / "out", engine, retries="0", workers="1") == 0
         assert server.stats.faults[fault] > 0
     accepted, rejects = tables(tmp_path / "out")
     ids = list(accepted["id"]) + list(rejects["id"])
@@ -57,11 +57,11 @@ def test_each_fault_ends_every_segment_once_with_its_reason(tmp_path, fault):
     assert rejects.num_rows > 0 or fault in ("malformed", "empty")  # parse faults may all be re-asked away
 
 
-def test_all_faults_at_once_then_a_healthy_rerun_recovers_the_transient_ones(tmp_path):
+def test_all_faults_at_once_then_a_healthy_rerun_recovers_the_transient_ones(tmp_path, engine):
     folder = corpus(tmp_path, 12)
     faults = {f: 0.1 for f in EXPECTED}
     with StageServer(0.0, faults, seed=1, hang_seconds=4) as server:
-        assert run(server, folder, tmp_path / "out", retries="1") == 0
+        assert run(server, folder, tmp_path / "out", engine, retries="1") == 0
         accepted, rejects = tables(tmp_path / "out")
         assert accepted.num_rows + rejects.num_rows == 12
         assert len(set(accepted["id"]) | set(rejects["id"])) == 12
@@ -69,7 +69,7 @@ def test_all_faults_at_once_then_a_healthy_rerun_recovers_the_transient_ones(tmp
         assert transient  # 40% transient faults a call, one retry: some segments run out of tries
         server.faults = {}  # the server heals; the same command runs again
         before = server.stats.requests
-        assert run(server, folder, tmp_path / "out", retries="1") == 0
+        assert run(server, folder, tmp_path / "out", engine, retries="1") == 0
         rerun_calls = server.stats.requests - before
     accepted2, rejects2 = tables(tmp_path / "out")
     assert accepted2.num_rows + rejects2.num_rows == 12

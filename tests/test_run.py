@@ -69,14 +69,6 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(params=["local", "ray"])
-def engine(request):
-    """The engine's CLI arguments: threads in this process, or the Ray engine on a 2-CPU local cluster."""
-    if request.param == "local":
-        return []
-    return ["--engine", "ray", "--ray-address", request.getfixturevalue("ray_cluster")]
-
-
 def run_cli(server, corpus, out, *extra):
     return main(["run", str(corpus), "--out", str(out), "--lm", "hosted_vllm/scripted", "--api-base", server.url,
                  "--api-key", "sk-secret-test-key", "--num-retries", "0", "--no-progress", "--workers", "3",
