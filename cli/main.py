@@ -70,13 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fixed-concurrency", action="store_true",
                    help="keep --workers calls in flight whatever the endpoint answers (LiteLLM retries instead)")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: threads in this process; ray: a Ray Dataset over a cluster (pip install 'ray[data]'), "
+                   help="local: threads in this process; ray: a Ray Dataset over a cluster (scripts/setup.sh ray), "
                         "same tables, resume and duplicates")
     r.add_argument("--ray-address", metavar="ADDRESS",
-                   help="with --engine ray: an existing cluster (auto, HOST:PORT, ray://HOST:10001); "
+                   help="with --engine ray: an existing cluster (HOST:PORT of its head, or auto); "
                         "default: a local cluster started for the run")
     r.add_argument("--ray-actors", type=int, metavar="N",
-                   help="with --engine ray: worker processes sharing --workers (default: one per CPU, at most --workers)")
+                   help="with --engine ray: worker processes sharing --workers (default: one per CPU); never more "
+                        "than --workers or the segments to do")
     r.add_argument("--limit", type=int, help="only the first N corpus items")
     r.add_argument("--sample", type=int, help="a uniform random sample of N items (with --seed)")
     r.add_argument("--seed", type=int, default=0, help="seed of --sample")

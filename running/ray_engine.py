@@ -82,11 +82,11 @@ def _forwarded_env() -> dict[str, str]:
 
 def host_port(address: str | None) -> tuple[str, int] | None:
     """(host, port) of a HOST:PORT cluster address; None for no address and for the forms Ray
-    reads itself (auto, ray://...). Raises RunError when the port is not a number."""
+    reads itself (auto, ray://...). Raises RunError when the port is not a port number."""
     if not address or "://" in address or ":" not in address:
         return None
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or not host:
+    if not port.isdigit() or not host or not 0 < int(port) < 65536:
         raise RunError(f"--ray-address {address}: not HOST:PORT")
     return host, int(port)
 
@@ -122,7 +122,7 @@ class RayEngine:
     """Segments through the program on a Ray cluster: `results(segments)` yields
     `(result, usage, seconds)` as they finish, like `runner.ThreadEngine`.
 
-    `cfg.ray_address` joins a running cluster ("auto", "HOST:PORT", "ray://HOST:10001");
+    `cfg.ray_address` joins a running cluster ("HOST:PORT" of its head, or "auto");
     None starts a local one for this run. `cfg.ray_actors` worker processes (default: one
     per CPU of the cluster, at most `cfg.workers`) share `cfg.workers` segments in flight.
     Raises RunError (one line) when Ray is not installed or the cluster cannot be reached.
@@ -133,7 +133,7 @@ class RayEngine:
         try:
             import ray
         except ImportError as exc:
-            raise RunError("--engine ray needs Ray: pip install 'ray[data]'") from exc
+            raise RunError("--engine ray needs Ray: scripts/setup.sh ray (or pip install 'gem-synth[ray]')") from exc
         self.ray = ray
         self.started_here = False
 
@@ -151,9 +151,11 @@ class RayEngine:
                          logging_level="ERROR", runtime_env={"env_vars": _forwarded_env()})
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.cfg.ray_address or "a local cluster"
+            # Something listens at HOST:PORT (the probe passed) and still refuses us: Ray 2.60's `ray start`
+            # turns on token authentication, which its clients must be told of.
             hint = ("; a cluster made by `ray start` wants token authentication: set RAY_AUTH_MODE=token "
                     "(and RAY_AUTH_TOKEN, or its token in ~/.ray/auth_token)"
-                    if self.cfg.ray_address and "RAY_AUTH_MODE" not in os.environ else "")
+                    if host_port(self.cfg.ray_address) and "RAY_AUTH_MODE" not in os.environ else "")
             raise RunError(f"cannot reach Ray at {where}: {' '.join(str(exc).split())[:200]}{hint}") from exc
         self.started_here = True
         from ray.data import DataContext

@@ -305,29 +305,39 @@ class Runner:
         journal = Journal.open(self.journal_path)
         self.processed = 0
         results = self._engine(program).results(self._to_send(journal, meta, done))
+        interrupted = True
         try:
             for result, usage, seconds in results:
                 self._record(journal, {**journal_entry(result, usage, seconds), **meta})
             self._claim()  # a run with nothing to send (all done, duplicates, unreadable) is claimed too
+            interrupted = False
         finally:
             results.close()  # on Ctrl-C, at once: the engine drops what is in flight
             flush_cache()  # answers of segments still in flight are on disk for the next session
             journal.close()
             if self.bar is not None:
                 self.bar.close()
+            if self.manifest_path.exists():  # a session that claimed OUT, even one stopped by Ctrl-C
+                self._session(time.perf_counter() - started, interrupted)
         processed = self.processed
         wall = time.perf_counter() - started
-        with (self.out / "sessions.jsonl").open("a", encoding="utf-8") as fh:  # wall time adds up over resumes
-            session = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
-                       "segments": processed, "engine": self.cfg.engine}
-            if self.concurrency is not None and self.concurrency.limits and self.cfg.engine == "local":
-                session["concurrency"] = self.concurrency.snapshot()  # how far the endpoint let calls go
-            fh.write(json.dumps(session) + "\n")
         counts = write_tables(self.journal_path, self.out, self.cfg.format)
         summary = summarize(self.journal_path, this_run_wall_seconds=wall, this_run_segments=processed)
         if counts["trajectories"] + counts["rejects"] != summary.segments:
             raise RuntimeError(f"accounting broke: {counts} rows for {summary.segments} segments")
         return summary
+
+    def _session(self, wall: float, interrupted: bool) -> None:
+        """One line in sessions.jsonl: the summary's wall time and cost per trajectory add up over
+        every session, a session stopped by Ctrl-C included (kill -9 leaves no line)."""
+        session = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": round(wall, 3),
+                   "segments": self.processed, "engine": self.cfg.engine}
+        if interrupted:
+            session["interrupted"] = True
+        if self.concurrency is not None and self.concurrency.limits and self.cfg.engine == "local":
+            session["concurrency"] = self.concurrency.snapshot()  # how far the endpoint let calls go
+        with (self.out / "sessions.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(session) + "\n")
 
     def _immediate(self, item: Segment | Unreadable, seen: dict[str, str], meta: dict[str, Any]) -> dict | None:
         """Entries needing no LM: unreadable inputs and exact duplicates of earlier segments."""

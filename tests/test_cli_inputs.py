@@ -182,6 +182,7 @@ def test_unreachable_model_stops_the_run_in_one_line_before_any_segment(run, tmp
     (["--engine", "ray", "--ray-actors", "0"], "--ray-actors must be at least 1"),
     (["--engine", "ray", "--trace"], "--trace needs --engine local"),
     (["--engine", "ray", "--ray-address", "localhost:notaport"], "--ray-address localhost:notaport: not HOST:PORT"),
+    (["--engine", "ray", "--ray-address", "127.0.0.1:99999"], "--ray-address 127.0.0.1:99999: not HOST:PORT"),
 ])
 def test_bad_engine_settings_are_one_line_exit_2(run, tmp_path, args, message):
     (tmp_path / "doc.md").write_text("To file a claim, sign in, open Claims and press Submit.")

@@ -223,6 +223,10 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_and_repeats_no_call(
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
     first_ids = {e["id"] for e in entries[:finished_before]}
     assert not first_ids & {e["id"] for e in entries[finished_before:]}
+    sessions = [json.loads(line) for line in (env / "out" / "sessions.jsonl").read_text().splitlines()]
+    if sig == signal.SIGINT:  # a session stopped by Ctrl-C still counts in the wall time (kill -9 cannot)
+        assert sessions[0]["interrupted"] and sessions[0]["segments"] == finished_before and len(sessions) == 2
+    assert "interrupted" not in sessions[-1] and sessions[-1]["segments"] == 12 - finished_before
     requests = (env / "requests.log").read_text().splitlines()
     lm_requests = [r for r in requests if "Your output fields are" in r]
     assert len(lm_requests) - len(set(lm_requests)) <= 2
