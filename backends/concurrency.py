@@ -37,15 +37,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError
+from dspy.utils.exceptions import AdapterParseError, LMRateLimitError, LMServerError, LMTimeoutError
 
 OVERLOAD_STATUS = (429, 502, 503, 504, 529)
 
 
 def _answered(exc: BaseException) -> bool:
     """The endpoint answered; the answer did not parse (the adapter's error, not the endpoint's)."""
-    from dspy.utils.exceptions import AdapterParseError
-
     return isinstance(exc, AdapterParseError)
 
 

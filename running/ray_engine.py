@@ -51,7 +51,7 @@ class SegmentWorker:
     """A Ray Data actor: the program built once, then one segment per call.
 
     Input batch: `{"segment": [Segment JSON]}` (batch_size 1); output:
-    `{"entry": [journal entry JSON]}` (see `runner.journal_entry`). Several calls run at
+    `{"entry": [journal entry JSON]}` (`runner._work`), built here so the driver only parses it. Several calls run at
     once on the actor's threads; the adaptive limit is per actor, its ceiling the actor's
     share of `--workers`.
     """
@@ -68,8 +68,7 @@ class SegmentWorker:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         entries = []
         for raw in batch["segment"]:
-            result, usage, seconds = _work(self.program, Segment.model_validate_json(str(raw)), self.settings)
-            entries.append(json.dumps(journal_entry(result, usage, seconds)))
+            entries.append(json.dumps(_work(self.program, Segment.model_validate_json(str(raw)), self.settings)))
         flush_cache()  # Ray ends an actor without a word: its answers are on disk before the row leaves
         return {"entry": entries}
 
@@ -119,8 +118,8 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 class RayEngine:
-    """Segments through the program on a Ray cluster: `results(segments)` yields
-    `(result, usage, seconds)` as they finish, like `runner.ThreadEngine`.
+    """Segments through the program on a Ray cluster: `results(segments)` yields each
+    segment's journal entry as it finishes, like `runner.ThreadEngine`.
 
     `cfg.ray_address` joins a running cluster ("HOST:PORT" of its head, or "auto");
     None starts a local one for this run. `cfg.ray_actors` worker processes (default: one
@@ -172,7 +171,7 @@ class RayEngine:
         actors = max(1, min(self.cfg.ray_actors or cpus, self.cfg.workers, segments))
         return actors, math.ceil(self.cfg.workers / actors), min(1.0, cpus / actors)
 
-    def results(self, segments: Iterator[Segment]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
+    def results(self, segments: Iterator[Segment]) -> Iterator[dict[str, Any]]:
         try:
             while True:
                 window = list(islice(segments, WINDOW))
@@ -184,7 +183,7 @@ class RayEngine:
             if self.started_here:
                 self.ray.shutdown()
 
-    def _window(self, window: list[Segment]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
+    def _window(self, window: list[Segment]) -> Iterator[dict[str, Any]]:
         import ray.data
         from ray.data import ActorPoolStrategy
 
@@ -204,10 +203,9 @@ class RayEngine:
         pending = {s.id: s for s in window}
         for row in finished.iter_rows():
             entry = json.loads(row["entry"])
-            if pending.pop(entry["id"], None) is None:
-                continue  # a segment's second answer (a task retried after it had finished): journalled once
-            result = SegmentResult.model_validate(entry["result"])
-            yield result, entry["usage"], entry["seconds"]
+            if pending.pop(entry["id"], None) is not None:  # a task retried after it had finished: journalled once
+                yield entry
         for segment in pending.values():  # its worker died on every try: recorded, tried again next session
-            yield (SegmentResult(segment=segment, outcome="error", stage="run", retryable=True,
-                                 reason=f"the Ray worker running it died {WORKER_RETRIES + 1} times"), {}, 0.0)
+            yield journal_entry(SegmentResult(segment=segment, outcome="error", stage="run", retryable=True,
+                                              reason=f"the Ray worker running it died {WORKER_RETRIES + 1} times"),
+                                {}, 0.0)

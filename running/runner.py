@@ -8,8 +8,7 @@ Dataset over a cluster. Either way each finished segment comes back to the drive
 appends it to the journal at once; the tables and the summary are built from the journal
 at the end. That makes a run resumable after Ctrl-C or kill -9: rerunning the same
 command skips every segment the journal holds, and stage calls of segments that were
-in flight come back from DSPy's disk cache. Our own pool replaces `dspy.Parallel`,
-whose straggler re-submission would pay for a long generation twice.
+in flight come back from DSPy's disk cache.
 """
 
 from __future__ import annotations
@@ -106,10 +105,10 @@ def usage_of(tracker, cached_calls: int = 0) -> dict[str, int]:
             "lm_calls": calls, "cached_calls": cached_calls}
 
 
-def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
-          ) -> tuple[SegmentResult, dict[str, int], float]:
-    """One segment through the program under `settings` (a dspy.context): its result, usage
-    (`usage_of`) and seconds. Never raises for the segment's own failures: they are results."""
+def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]) -> dict[str, Any]:
+    """One segment through the program under `settings` (a dspy.context): its journal entry
+    (`journal_entry`, without the run's meta fields), built where the segment ran. Never
+    raises for the segment's own failures: they are results."""
     started = time.perf_counter()
     hits = cache_hits()
     with dspy.context(**settings), dspy.track_usage() as tracker:
@@ -118,7 +117,7 @@ def _work(program: dspy.Module, segment: Segment, settings: dict[str, Any]
         except Exception as exc:  # a failure outside any model's doing: recorded, the run goes on
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             result = SegmentResult(segment=segment, outcome="error", stage="run", reason=reason)
-    return result, usage_of(tracker, cache_hits() - hits), time.perf_counter() - started
+    return journal_entry(result, usage_of(tracker, cache_hits() - hits), time.perf_counter() - started)
 
 
 def journal_entry(result: SegmentResult, usage: dict[str, int], seconds: float) -> dict[str, Any]:
@@ -160,8 +159,8 @@ def worker_settings(program: dspy.Module, default_lm: dspy.LM, workers: int, ada
 class ThreadEngine:
     """Segments through the program on a thread pool in this process, `workers` in flight.
 
-    `results(segments)` pulls segments lazily (so the corpus streams) and yields
-    `(result, usage, seconds)` as each finishes, in completion order. Our own pool
+    `results(segments)` pulls segments lazily (so the corpus streams) and yields each
+    segment's journal entry (`_work`) as it finishes, in completion order. Our own pool
     replaces `dspy.Parallel`, whose straggler re-submission would pay for a long
     generation twice.
     """
@@ -169,7 +168,7 @@ class ThreadEngine:
     def __init__(self, program: dspy.Module, settings: dict[str, Any], workers: int):
         self.program, self.settings, self.workers = program, settings, workers
 
-    def results(self, segments: Iterator[Segment]) -> Iterator[tuple[SegmentResult, dict[str, int], float]]:
+    def results(self, segments: Iterator[Segment]) -> Iterator[dict[str, Any]]:
         # Finished futures land on a queue (O(1) a segment); waiting on the set of in-flight
         # futures instead cost a waiter over all of them per segment (benchmarks/README.md, section 9).
         finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
@@ -307,8 +306,8 @@ class Runner:
         results = self._engine(program).results(self._to_send(journal, meta, done))
         interrupted = True
         try:
-            for result, usage, seconds in results:
-                self._record(journal, {**journal_entry(result, usage, seconds), **meta})
+            for entry in results:
+                self._record(journal, {**entry, **meta})
             self._claim()  # a run with nothing to send (all done, duplicates, unreadable) is claimed too
             interrupted = False
         finally:
@@ -317,10 +316,10 @@ class Runner:
             journal.close()
             if self.bar is not None:
                 self.bar.close()
+            wall = time.perf_counter() - started
             if self.manifest_path.exists():  # a session that claimed OUT, even one stopped by Ctrl-C
-                self._session(time.perf_counter() - started, interrupted)
+                self._session(wall, interrupted)
         processed = self.processed
-        wall = time.perf_counter() - started
         counts = write_tables(self.journal_path, self.out, self.cfg.format)
         summary = summarize(self.journal_path, this_run_wall_seconds=wall, this_run_segments=processed)
         if counts["trajectories"] + counts["rejects"] != summary.segments:
